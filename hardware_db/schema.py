@@ -183,6 +183,22 @@ class Device(Spec):
         return self.memory[0]
 
 
+class SizeRamp(Spec):
+    devices: int = Field(ge=2)
+    points: list[tuple[Bytes, float]] = Field(
+        min_length=2, description="(all-reduce buffer, busbw / busbw at the largest buffer)"
+    )
+    source: Source
+
+    @model_validator(mode="after")
+    def _ordered(self) -> SizeRamp:
+        sizes = [b for b, _ in self.points]
+        fractions = [f for _, f in self.points]
+        if sizes != sorted(sizes) or any(not 0 < f <= 1.0 for f in fractions) or fractions[-1] != 1.0:
+            raise ValueError("size_ramp points need increasing sizes and fractions in (0, 1], the last 1.0")
+        return self
+
+
 class Link(Sourced):
     """A link technology. Bandwidth is per device (or port) per direction; latency is the base one-hop alpha."""
 
@@ -203,6 +219,10 @@ class Link(Sourced):
     # In-switch reduction (NVLS): the switch's reduction throughput, as a fraction of the per-device
     # link bandwidth, measured by an all-reduce with NCCL_ALGO=NVLS.
     in_network_fraction: float | None = Field(default=None, gt=0, le=1.0)
+    # How a library collective's bandwidth ramps with message size inside one domain (NCCL's channel
+    # count, chunk pipeline fill and protocol switches): nccl-tests all-reduce busbw at each buffer
+    # size over busbw at the largest, measured on `devices` devices.
+    size_ramp: SizeRamp | None = None
 
     @model_validator(mode="after")
     def _measured_needs_source(self) -> Link:

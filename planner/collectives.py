@@ -92,6 +92,8 @@ class Fabric:
     up_latency_s: float
     out_latency_s: float
     base_latency_s: float  # software floor per collective call
+    # the scale-up link's measured size ramp: (log bytes per rank, fraction of the large-buffer busbw)
+    ramp: tuple[tuple[float, ...], tuple[float, ...]] | None = None
 
 
 @functools.lru_cache(maxsize=256)
@@ -106,7 +108,35 @@ def fabric(cluster: Cluster) -> Fabric:
         up_latency_s=up.link.latency_s,
         out_latency_s=out.link.latency_s if out is not None else up.link.latency_s,
         base_latency_s=cluster.perf.efficiency.collective_base_latency_s or 0.0,
+        ramp=_ramp(up.link.size_ramp),
     )
+
+
+def _ramp(ramp: Any) -> tuple[tuple[float, ...], tuple[float, ...]] | None:
+    if ramp is None:
+        return None
+    per_rank = tuple(float(np.log(size / ramp.devices)) for size, _ in ramp.points)
+    return per_rank, tuple(fraction for _, fraction in ramp.points)
+
+
+# Collectives whose size ramp the nccl-tests all-reduce sweep stands for: the ring/NVLS pipelines of
+# reduce-scatter and all-gather fill the same way; all-to-all, broadcast and send/recv were not measured.
+_RAMPED = ("all-reduce", "reduce-scatter", "all-gather")
+# vLLM's CustomAllreduce (one-shot/two-shot over NVLink/xGMI peer access) takes tensor-parallel
+# all-reduces up to max_size=8192*1024 bytes (vllm/distributed/device_communicators/custom_all_reduce.py);
+# larger ones fall back to NCCL. TensorRT-LLM's AUTO all-reduce strategy likewise keeps small
+# messages on its own kernels. Inference passes this so that NCCL's ramp applies only above it.
+ENGINE_ALLREDUCE_MAX_BYTES = 8192 * 1024
+
+
+def ramp_fraction(fab: Fabric, op: str, size: Any, n: int, domains: int) -> Any:
+    """Share of the large-buffer bandwidth a library collective of `size` bytes over `n` devices
+    reaches; None where the link has no measured ramp or the group spans domains (the scale-out
+    models own that). Indexed by the bytes each rank holds, since the pipeline fills per rank."""
+    if fab.ramp is None or domains > 1 or op not in _RAMPED:
+        return None
+    xs, fs = fab.ramp
+    return np.interp(np.log(np.maximum(np.asarray(size, dtype=np.float64) / n, 1.0)), xs, fs)
 
 
 def build_graph(fab: Fabric, shape: GroupShape) -> Any:
@@ -242,11 +272,21 @@ class Linear:
 
 
 def collective_time(
-    cluster: Cluster, op: str, bytes_: object, devices: int | None = None, algorithm: str = "auto", stride: int = 1
+    cluster: Cluster,
+    op: str,
+    bytes_: object,
+    devices: int | None = None,
+    algorithm: str = "auto",
+    stride: int = 1,
+    engine_max_bytes: float = 0.0,
 ) -> CollectiveTime:
     """Time of one collective over `devices` devices (default: the whole cluster) on `bytes_` bytes
     (the full buffer: the all-reduce input, the all-gather output). Vectorised over bytes_; with
-    `auto` the fastest algorithm is taken per size, as NCCL's tuner does."""
+    `auto` the fastest algorithm is taken per size, as NCCL's tuner does.
+
+    Inside one scale-up domain the time is at least the bandwidth term over the link's measured
+    size ramp (nccl-tests: a 64 MiB all-reduce on 8 A100 reaches 72% of the 8 GiB busbw). Buffers
+    up to `engine_max_bytes` skip the ramp: an inference engine's own all-reduce kernel takes them."""
     if op not in OPS:
         raise InvalidSpecError(f"unknown collective '{op}' (allowed: {', '.join(OPS)})")
     if algorithm not in ALGORITHMS:
@@ -261,23 +301,24 @@ def collective_time(
         zero = size * 0.0
         return CollectiveTime(op, "local", size, 1, zero, zero, float("inf"))
     shape = group_shape(cluster, n, stride)
-    models = cost_models(fabric(cluster), shape, op, algorithm)
+    fab = fabric(cluster)
+    models = cost_models(fab, shape, op, algorithm)
     if not models:
         raise InvalidSpecError(f"algorithm '{algorithm}' does not apply to {op} on {n} x {cluster.device.id}")
+    ramp = ramp_fraction(fab, op, size, n, shape.domains)
+    if ramp is not None and engine_max_bytes:
+        ramp = np.where(np.asarray(size) <= engine_max_bytes, 1.0, ramp)
+
+    def cost(c: Linear) -> Any:
+        wire = size * c.seconds_per_byte
+        return c.latency_s + wire if ramp is None else np.maximum(c.latency_s + wire, wire / ramp)
+
     if len(models) == 1 or np.ndim(size) == 0:
         typical = float(np.mean(size)) if np.ndim(size) else float(size)
         best = min(models, key=lambda c: c.latency_s + typical * c.seconds_per_byte)
         latency = size * 0.0 + best.latency_s
-        return CollectiveTime(
-            op,
-            best.algorithm,
-            size,
-            n,
-            latency + size * best.seconds_per_byte,
-            latency,
-            best.bandwidth_bytes_per_s,
-        )
-    times = np.stack([c.latency_s + size * c.seconds_per_byte for c in models])
+        return CollectiveTime(op, best.algorithm, size, n, cost(best), latency, best.bandwidth_bytes_per_s)
+    times = np.stack([cost(c) for c in models])
     idx = np.argmin(times, axis=0)
     lat = np.array([c.latency_s for c in models])[idx]
     return CollectiveTime(op, "auto", size, n, np.min(times, axis=0), lat, models[0].bandwidth_bytes_per_s)

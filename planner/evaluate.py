@@ -86,7 +86,9 @@ def op_time(cluster: Cluster, op: Op, precision: str, weight_bandwidth: float | 
     perf = cluster.perf
     if op.op_class == "comm":
         assert op.comm is not None
-        t = collective_time(cluster, op.comm, op.activation_bytes, op.comm_group).time_s
+        t = collective_time(
+            cluster, op.comm, op.activation_bytes, op.comm_group, engine_max_bytes=op.engine_max_bytes
+        ).time_s
         return OpTime(op, 0.0, 0.0, t, 0.0)  # type: ignore[arg-type]
     math_precision = op.precision or precision
     achieved = perf.achieved_flops(math_precision)

@@ -19,6 +19,7 @@ import numpy.typing as npt
 
 from hardware_db.errors import InvalidSpecError
 from planner.cluster import UNFUSED_ATTENTION
+from planner.collectives import ENGINE_ALLREDUCE_MAX_BYTES
 from planner.roofline import attention_tile_efficiency
 from workloads.derived import (
     bytes_per_element,
@@ -92,6 +93,7 @@ class Op:
     kernels: float = 1.0  # kernel launches per instance (a quantised GEMM adds its input cast)
     kernel: str | None = None  # attention kernel (None: the family's default)
     cast_bytes: Array | float = 0.0  # traffic of a cast kernel that runs before this op (not overlapped)
+    engine_max_bytes: float = 0.0  # comm: buffers up to this size run on an inference engine's own kernel
     tile_efficiency: Array | float = 1.0  # useful share of the tiles a kernel computes (attention)
     # backward pass / forward pass, when this op's ratio differs from its class's
     backward_flops_factor: float | None = None
@@ -533,13 +535,25 @@ def phase_ops(
         q = np.asarray(prefill_tokens, dtype=np.float64)
         kernel = attention_kernel
         ops = layer_ops(spec, s, p, b, ctx, "mixed", b, stage, q, prompt_len=length, attention_kernel=kernel)
-        return embedding_ops(spec, s, p, b + q, b + q / length, first, last) + ops
+        return embedding_ops(spec, s, p, b + q, b + q / length, first, last) + _engine_allreduce(ops)
     if phase == "decode":
         ctx = length if context is None else np.asarray(context, dtype=np.float64)
         ops = layer_ops(spec, s, p, b, ctx, "decode", sequences=b, stage=stage, attention_kernel=attention_kernel)
-        return embedding_ops(spec, s, p, b, b, first, last) + ops
+        return embedding_ops(spec, s, p, b, b, first, last) + _engine_allreduce(ops)
     tokens = b * length
     ops = layer_ops(spec, s, p, tokens, length, phase, sequences=b, stage=stage, attention_kernel=attention_kernel)
     training = phase == "forward"
     logits = tokens if training else b
-    return embedding_ops(spec, s, p, tokens, logits, first, last, loss=training) + ops
+    return embedding_ops(spec, s, p, tokens, logits, first, last, loss=training) + (
+        ops if training else _engine_allreduce(ops)
+    )
+
+
+def _engine_allreduce(ops: list[Op]) -> list[Op]:
+    """Serving engines run small tensor-parallel all-reduces on their own kernels, not NCCL's."""
+    return [
+        replace(op, engine_max_bytes=ENGINE_ALLREDUCE_MAX_BYTES)
+        if op.comm == "all-reduce" and op.comm_tier == "tp"
+        else op
+        for op in ops
+    ]

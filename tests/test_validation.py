@@ -49,13 +49,11 @@ def test_calibration_rows_are_predicted_closely(catalog: Catalog) -> None:
 
 
 GATE = 0.15
-# Categories whose median error is above the gate today. The model is not tuned until they pass:
-# each stays an expected failure, and strict=True turns it red the day it starts to pass, so this
-# list can only shrink. Why they miss: README "Validation".
-MISSING_GATE = {
-    "training": "A100 Megatron rows ~15-25% optimistic; FP8/MoE NeMo and Megatron-Bridge rows optimistic",
-    "inference": "TRT-LLM max-throughput rows whose KV-cache precision is unstated; vLLM on ROCm",
-}
+# Categories whose median error is above the gate, with the reason. The model is not tuned until
+# they pass: each stays an expected failure, and strict=True turns it red the day it starts to pass,
+# so this list can only shrink. Empty since the steady-state GEMM fractions and the measured
+# collective ramp (README "Validation").
+MISSING_GATE: dict[str, str] = {}
 
 
 @pytest.fixture(scope="module")
