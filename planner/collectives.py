@@ -18,8 +18,10 @@ Algorithms: ring, tree (double binary tree: log-depth latency, ring-like bandwid
 
 from __future__ import annotations
 
+import bisect
 import functools
 import itertools
+import math
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -136,6 +138,13 @@ def ramp_fraction(fab: Fabric, op: str, size: Any, n: int, domains: int) -> Any:
     if fab.ramp is None or domains > 1 or op not in _RAMPED:
         return None
     xs, fs = fab.ramp
+    if np.ndim(size) == 0:  # one estimate: plain floats (numpy on 0-d arrays costs more than the math)
+        x = math.log(max(float(size) / n, 1.0))  # type: ignore[arg-type]
+        i = bisect.bisect_right(xs, x)
+        if i == 0 or i == len(xs):
+            return fs[min(i, len(fs) - 1)]
+        w = (x - xs[i - 1]) / (xs[i] - xs[i - 1])
+        return fs[i - 1] + w * (fs[i] - fs[i - 1])
     return np.interp(np.log(np.maximum(np.asarray(size, dtype=np.float64) / n, 1.0)), xs, fs)
 
 
@@ -307,7 +316,11 @@ def collective_time(
         raise InvalidSpecError(f"algorithm '{algorithm}' does not apply to {op} on {n} x {cluster.device.id}")
     ramp = ramp_fraction(fab, op, size, n, shape.domains)
     if ramp is not None and engine_max_bytes:
-        ramp = np.where(np.asarray(size) <= engine_max_bytes, 1.0, ramp)
+        ramp = (
+            np.where(size <= engine_max_bytes, 1.0, ramp)
+            if np.ndim(size)
+            else (1.0 if size <= engine_max_bytes else ramp)
+        )  # type: ignore[operator]
 
     def cost(c: Linear) -> Any:
         wire = size * c.seconds_per_byte
