@@ -11,6 +11,9 @@ From the graph we derive, for a group of devices placed contiguously (packed int
   which bounds all-to-all together with each device's injection bandwidth per tier.
 
 Costs are alpha-beta: steps x (per-hop latency) + a software base per call + bytes / bandwidth.
+Inside one domain a library collective is also held to its link's measured size ramp (nccl-tests
+busbw at that buffer size over busbw at the largest): channels, chunk pipeline fill and protocol
+switches make a 64 MiB all-reduce far slower than the wire rate, which alpha-beta alone misses.
 Algorithms: ring, tree (double binary tree: log-depth latency, ring-like bandwidth), hierarchical
 (reduce-scatter inside the domain, all-reduce across, all-gather inside), and in-network reduction
 (NVLS/SHARP class) where the scale-up switch supports it. `auto` takes the fastest, as NCCL's tuner does.
@@ -139,7 +142,7 @@ def ramp_fraction(fab: Fabric, op: str, size: Any, n: int, domains: int) -> Any:
         return None
     xs, fs = fab.ramp
     if np.ndim(size) == 0:  # one estimate: plain floats (numpy on 0-d arrays costs more than the math)
-        x = math.log(max(float(size) / n, 1.0))  # type: ignore[arg-type]
+        x = math.log(max(float(size) / n, 1.0))
         i = bisect.bisect_right(xs, x)
         if i == 0 or i == len(xs):
             return fs[min(i, len(fs) - 1)]
@@ -320,7 +323,7 @@ def collective_time(
             np.where(size <= engine_max_bytes, 1.0, ramp)
             if np.ndim(size)
             else (1.0 if size <= engine_max_bytes else ramp)
-        )  # type: ignore[operator]
+        )
 
     def cost(c: Linear) -> Any:
         wire = size * c.seconds_per_byte
