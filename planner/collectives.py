@@ -129,8 +129,9 @@ def _ramp(ramp: Any) -> tuple[tuple[float, ...], tuple[float, ...]] | None:
 _RAMPED = ("all-reduce", "reduce-scatter", "all-gather")
 # vLLM's CustomAllreduce (one-shot/two-shot over NVLink/xGMI peer access) takes tensor-parallel
 # all-reduces up to max_size=8192*1024 bytes (vllm/distributed/device_communicators/custom_all_reduce.py);
-# larger ones fall back to NCCL. TensorRT-LLM's AUTO all-reduce strategy likewise keeps small
-# messages on its own kernels. Inference passes this so that NCCL's ramp applies only above it.
+# larger ones fall back to NCCL. TensorRT-LLM has one-shot/two-shot kernels of the same kind; its
+# size threshold was not found, so vLLM's stands for both. Inference passes this so that NCCL's
+# ramp applies only above it.
 ENGINE_ALLREDUCE_MAX_BYTES = 8192 * 1024
 
 
