@@ -202,6 +202,14 @@ def models_show(
 
 
 ModelOpt = Annotated[str, typer.Option("--model", "-m", help="Model ID, config.json or YAML file.")]
+EngineOpt = Annotated[
+    str,
+    typer.Option(
+        "--engine",
+        help="Serving engine whose scheduler is modelled: vllm (mixed, chunked), sglang (prefill-first), "
+        "trtllm (in-flight batching, whole prompts).",
+    ),
+]
 AttentionKernelOpt = Annotated[
     str | None,
     typer.Option(
@@ -290,6 +298,16 @@ def estimate_inference_cmd(
     prefill_devices: Annotated[int | None, typer.Option(min=1, help="Devices in the prefill pool.")] = None,
     prefill_tp: Annotated[int | None, typer.Option(min=1, help="Tensor parallelism of prefill replicas.")] = None,
     attention_kernel: AttentionKernelOpt = None,
+    engine: EngineOpt = "vllm",
+    token_budget: Annotated[
+        int | None, typer.Option(min=1, help="Tokens per iteration (default: the engine's own for the GPU).")
+    ] = None,
+    arrival: Annotated[
+        str, typer.Option(help="closed: C clients that start at once (benchmarks); poisson: open-loop load.")
+    ] = "closed",
+    num_prompts: Annotated[
+        int | None, typer.Option(min=1, help="Closed loop: requests in the benchmark (default 10 x concurrency).")
+    ] = None,
     out: OutOpt = None,
     force: ForceOpt = False,
     fmt: FormatOpt = Format.table,
@@ -321,6 +339,10 @@ def estimate_inference_cmd(
         prefill_tp=prefill_tp,
         catalog=catalog,
         attention_kernel=attention_kernel,
+        engine=engine,
+        token_budget=token_budget,
+        arrival=arrival,
+        num_prompts=num_prompts,
     )
     keys = [
         "model",
@@ -331,11 +353,16 @@ def estimate_inference_cmd(
         "ep",
         "dp",
         "mode",
+        "engine",
+        "arrival",
         "batch",
         "concurrency",
         "input_len",
         "output_len",
         "ttft_s",
+        "ttft_p50_s",
+        "ttft_p90_s",
+        "ttft_p99_s",
         "tpot_s",
         "e2e_latency_s",
         "throughput_tokens_per_s",
@@ -350,6 +377,7 @@ def estimate_inference_cmd(
         "prefill_devices",
         "prefill_tp",
         "kv_transfer_s",
+        "kv_link",
         "attention_kernel",
     ]
     _emit_estimate(r, fmt, keys, f"{r.model} on {r.devices} x {r.hardware}", out, force, catalog)
@@ -605,6 +633,7 @@ def plan_inference_cmd(
     percentile: Annotated[float | None, typer.Option(help="SLO on this percentile (e.g. 0.9); default mean.")] = None,
     objective: Annotated[str, typer.Option(help="cost, devices or goodput.")] = "cost",
     mode: Annotated[str, typer.Option(help="both, aggregated or disaggregated.")] = "both",
+    engine: EngineOpt = "vllm",
     top: Annotated[int, typer.Option(min=1, help="Plans to show.")] = 5,
     out: OutOpt = None,
     force: ForceOpt = False,
@@ -633,6 +662,7 @@ def plan_inference_cmd(
         disaggregated=modes[mode],
         top=top,
         catalog=catalog,
+        engine=engine,
     )
     _emit_plans(plans, fmt, out, force, catalog, _INFERENCE_PLAN_COLUMNS)
 

@@ -5,18 +5,10 @@ Static batch (`batch`): all prompts are prefilled together, then decoded togethe
   is linear in context, so the mean step equals the step at the mean context); e2e = ttft +
   (output - 1) x tpot; throughput = batch x output / e2e.
 
-Serving (`concurrency` C, closed loop, continuous batching with chunked prefill, steady state), per
-replica holding c = C / dp requests. Each iteration decodes one token for every request and carries
-the prompt tokens that arrived meanwhile, in the same GEMMs (weights are read once for both):
-  tau(f)  = time of an iteration carrying f prompts' worth of prefill tokens (f x input tokens)
-  rate    = c / (ttft + (output - 1) x tpot)                 (Little's law on the closed loop)
-  f       = rate x tau                                       (prompts arriving per iteration)
-  tpot    = tau(f)        every request advances one token per iteration, slowed by the prefill
-  ttft    = tau x (1/2 + k x (1 + rho / (2 (1 - rho))))     wait for the running iteration, then the
-            prompt's k = ceil(input / 8192) chunks, queued M/D/1-style behind other prompts when the
-            chunk budget is busy (rho = f x input / 8192, Poisson arrivals)
-  solved by damped fixed-point iteration on f, with tau(f) interpolated from one vectorised pass
-  over a grid of f; rho -> 1 means the replica cannot keep up (fits = False).
+Serving (`concurrency` C, continuous batching, per replica c = C / dp requests in flight): the
+engine's scheduler (vLLM, SGLang or TensorRT-LLM defaults: token budget, chunked prefill, mixed or
+prefill-first) under a closed loop of C clients that start at once, or an open Poisson load; see
+planner.serving. TTFT is given as the mean and at p50/p90/p99.
 
 Disaggregated (prefill pool and decode pool): decode runs undisturbed (tpot = D), ttft adds the
 KV-cache transfer from the prefill device to the decode device over the network between them, and
@@ -47,6 +39,19 @@ from planner.memory import (
     weight_bytes_per_device,
 )
 from planner.ops import Phase, Precisions, Sharding, check_sharding, phase_ops
+from planner.queueing import md1_wait_percentile_s
+from planner.serving import (
+    ARRIVALS,
+    PERCENTILES,
+    PROMPTS_PER_CLIENT,
+    admitted,
+    check_num_prompts,
+    engine_profile,
+    held_tokens,
+    iteration_shapes,
+    quantiles,
+    serve,
+)
 from workloads.schema import ModelSpec
 
 Array = npt.NDArray[np.float64]
@@ -87,6 +92,13 @@ class InferenceResult(WithOps):
     prefill_tp: int | None = None
     kv_transfer_s: Any = None
     attention_kernel: str = ""  # the fused attention kernel assumed (the family's default unless named)
+    ttft_p50_s: Any = None
+    ttft_p90_s: Any = None
+    ttft_p99_s: Any = None
+    ttft_percentile_s: Any = None  # at the percentile the caller asked for (ttft_percentile)
+    engine: str | None = None  # serving: the scheduler modelled (planner.serving)
+    arrival: str | None = None  # serving: closed (C clients) or poisson
+    kv_link: str | None = None  # disaggregated: the link the KV cache crosses between the pools
     # per-op times of both phases; the rows are built only when someone looks (one estimate stays fast)
     op_times: tuple[tuple[str, Any], ...] = field(default=(), repr=False, compare=False)
 
@@ -157,10 +169,19 @@ def estimate_inference(
     prefill_tp: int | None = None,
     catalog: Catalog | str | None = None,
     attention_kernel: str | None = None,
+    engine: str = "vllm",
+    token_budget: int | None = None,
+    arrival: str = "closed",
+    num_prompts: Any = None,
+    ttft_percentile: float | None = None,
 ) -> InferenceResult:
     """Estimate one inference configuration. `batch` (static) or `concurrency` (serving); lengths,
     batch and concurrency may be numpy arrays to evaluate many scenarios at once. attention_kernel:
-    the family's default fused kernel unless named (see `planner hardware show`), or "unfused"."""
+    the family's default fused kernel unless named (see `planner hardware show`), or "unfused".
+    Serving: `engine` (vllm, sglang, trtllm) sets the scheduler, `token_budget` overrides its
+    per-iteration token budget, `arrival` is "closed" (C clients, as benchmarks run) or "poisson",
+    and `num_prompts` is the closed-loop benchmark's length (10 x C by default). TTFT comes as the
+    mean and at p50/p90/p99, and at `ttft_percentile` when given (ttft_percentile_s)."""
     cat = catalog if isinstance(catalog, Catalog) else load_catalog(catalog)
     knobs = {"batch": batch, "concurrency": concurrency, "input_len": input_len, "output_len": output_len}
     if sweep_size(*knobs.values()) > CHUNK:
@@ -182,8 +203,18 @@ def estimate_inference(
             prefill_tp=prefill_tp,
             catalog=cat,
             attention_kernel=attention_kernel,
+            engine=engine,
+            token_budget=token_budget,
+            arrival=arrival,
+            num_prompts=num_prompts,
+            ttft_percentile=ttft_percentile,
         )
     spec = resolve_model(model, cat)
+    qs = quantiles(ttft_percentile)
+    check_num_prompts(num_prompts)
+    engine_profile(engine, 0.0, token_budget)  # refuse an unknown engine or budget in every mode
+    if arrival not in ARRIVALS:
+        raise InvalidSpecError(f"unknown arrival '{arrival}' (allowed: {', '.join(ARRIVALS)})")
     p = Precisions(weight_precision, activation_precision, kv_precision or "bf16")
     if batch is not None and concurrency is not None:
         raise InvalidSpecError("give --batch (one static batch) or --concurrency (serving), not both")
@@ -206,6 +237,7 @@ def estimate_inference(
             prefill_devices,
             prefill_tp,
             attention_kernel,
+            qs,
         )
     n = devices if devices is not None else group * (dp or 1)
     dp_ = dp if dp is not None else n // group
@@ -228,19 +260,26 @@ def estimate_inference(
     per_replica = np.maximum(per_replica, 1.0)
 
     weights = weight_bytes_per_device(spec, s, p)
-    # A static batch holds every sequence at full length by the end; continuous batching holds, on
-    # average, sequences halfway through their output (paged KV grows block by block).
-    held = in_len + out_len if concurrency is None else in_len + out_len / 2.0
-    kv = kv_bytes_per_sequence(spec, s, p, held) * np.ceil(per_replica)
-    prompts_at_once = per_replica if concurrency is None else 1.0
-    act = inference_activation_bytes(spec, s, p, np.maximum(prompts_at_once * in_len, 1.0))
     tiers = device_tiers(cluster, cat)
+    room = tiers[0][1] - weights
+    profile = engine_profile(engine, cluster.device.main_memory.capacity_bytes, token_budget, cluster.device.id)
+    serving = concurrency is not None
+    # A static batch holds every sequence at full length by the end and prefills every prompt at
+    # once; a serving engine holds what its admission reserves (planner.serving.held_tokens) and
+    # sets aside a workspace for one iteration's token budget, as vLLM profiles it at start-up.
+    held = held_tokens(profile, in_len, out_len) if serving else in_len + out_len
+    workspace = np.minimum(float(profile.token_budget), in_len) if serving else per_replica * in_len
+    act = inference_activation_bytes(spec, s, p, np.maximum(workspace, 1.0))
+    slots = _max_sequences(spec, s, p, room, held, 1.0, workspace) if serving else per_replica
+    running = np.minimum(per_replica, slots) if serving else per_replica
+    kv = kv_bytes_per_sequence(spec, s, p, held) * np.ceil(running)
     placement = place(weights, float(np.max(kv + act)), tiers)
     max_len, max_out = float(np.max(in_len)), float(np.max(out_len))
-    room = tiers[0][1] - weights
-    # static: every prompt prefilled at once; continuous: one prompt at a time beside the decodes
     max_batch = _max_sequences(spec, s, p, room, max_len + max_out, max_len, 0.0) * dp_
-    max_concurrency = _max_sequences(spec, s, p, room, max_len + max_out / 2, 1.0, max_len) * dp_
+    max_concurrency = (
+        _max_sequences(spec, s, p, room, held_tokens(profile, np.asarray(max_len), np.asarray(max_out)), 1.0, max_len)
+        * dp_
+    )
 
     context_mid = in_len + out_len / 2.0
     # serving prefills one prompt at a time (batched with the running decodes); a static batch all at once
@@ -250,40 +289,40 @@ def estimate_inference(
     prefill_s, prefill_times = _pass_time(
         cluster, spec, s, p, prompts, in_len, "prefill", None, weight_bw, attention_kernel=kernel
     )
+    active = np.maximum(running, 1.0)
     decode_s, decode_times = _pass_time(
-        cluster, spec, s, p, per_replica, in_len, "decode", context_mid, weight_bw, attention_kernel=kernel
+        cluster, spec, s, p, active, in_len, "decode", context_mid, weight_bw, attention_kernel=kernel
     )
     fits = np.asarray(placement.fits)
     reason = placement.reason
     rho: Any = None
     if concurrency is None:
         ttft, tpot = prefill_s, decode_s
+        pcts: tuple[Any, ...] = (prefill_s,) * len(qs)  # every prompt of the batch at once
         mode = "static"
     else:
-
-        def iteration_s(prompts_per_iteration: Array) -> Array:
-            return _pass_time(
-                cluster,
-                spec,
-                s,
-                p,
-                per_replica[..., None],
-                in_len[..., None],
-                "mixed",
-                context_mid[..., None],
-                placement.weight_bandwidth_bytes_per_s,
-                prefill_tokens=prompts_per_iteration * in_len[..., None],
-                attention_kernel=kernel,
-            )[0]
-
-        ttft, tpot, rho = _continuous_batching(iteration_s, in_len, out_len, per_replica)
-        saturated = rho >= 0.999
-        if np.any(saturated):
-            reason = (
-                f"prefill work saturates the replica (rho={float(np.max(rho)):.2f}): "
-                "lower the concurrency or add replicas"
-            )
-        fits = fits & ~saturated
+        decodes, tokens = iteration_shapes(profile, active, in_len)
+        tau = _pass_time(
+            cluster,
+            spec,
+            s,
+            p,
+            decodes,
+            in_len[..., None],
+            "mixed",
+            context_mid[..., None],
+            weight_bw,
+            prefill_tokens=tokens,
+            attention_kernel=kernel,
+        )[0]
+        clients = per_replica * dp_
+        prompts = num_prompts if num_prompts is not None else PROMPTS_PER_CLIENT * clients
+        lat = serve(profile, arrival, tau, active, in_len, out_len, clients / np.maximum(prompts, clients), qs)
+        lat = admitted(lat, per_replica, active)
+        ttft, tpot, rho, pcts = lat.ttft_s, lat.tpot_s, lat.utilization, lat.ttft_percentiles_s
+        fits = fits & (slots >= 1)
+        if np.any(slots < 1):
+            reason = "not one request's KV cache fits beside the weights"
         mode = "serving"
     e2e = ttft + (out_len - 1.0) * tpot
     total_requests = per_replica * dp_
@@ -311,8 +350,8 @@ def estimate_inference(
         throughput_tokens_per_s=throughput,
         prefill_s=prefill_s,
         decode_step_s=decode_s,
-        max_batch=int(max_batch),
-        max_concurrency=int(max_concurrency),
+        max_batch=int(np.min(max_batch)),
+        max_concurrency=int(np.min(max_concurrency)),
         memory_per_device_bytes=weights + kv + act,
         weight_bytes_per_device=weights,
         kv_bytes_per_device=kv,
@@ -320,6 +359,12 @@ def estimate_inference(
         fit_reason=reason,
         attention_kernel=cluster.perf.attention_kernel(attention_kernel).name,
         prefill_utilization=None if rho is None else scalar_or_array(rho),
+        ttft_p50_s=pcts[0],
+        ttft_p90_s=pcts[1],
+        ttft_p99_s=pcts[2],
+        ttft_percentile_s=pcts[3] if len(pcts) > 3 else None,
+        engine=engine if mode == "serving" else None,
+        arrival=arrival if mode == "serving" else None,
     )
 
 
@@ -329,48 +374,6 @@ def _result(prefill_times: list[OpTime], decode_times: list[OpTime], **fields: A
     return InferenceResult(
         **values, bound=_dominant_bound(decode_times), op_times=(("prefill", prefill_times), ("decode", decode_times))
     )
-
-
-# Prompt tokens one continuous-batching iteration may carry: TensorRT-LLM's default max_num_tokens
-# (8192); vLLM's chunked-prefill budget is set to the same order for throughput.
-PREFILL_CHUNK_TOKENS = 8192.0
-# Prefill carried per iteration, in prompts' worth of tokens: the points the iteration time is
-# evaluated at (one vectorised pass), interpolated in between.
-_PROMPTS_GRID = np.array([0.0, 1 / 64, 1 / 16, 1 / 4, 1.0, 4.0, 16.0])
-
-
-def _continuous_batching(iteration_s: Any, in_len: Array, out_len: Array, slots: Array) -> tuple[Array, Array, Array]:
-    """Steady state of a replica with `slots` requests in flight (see the module docstring).
-
-    iteration_s(f): time of one iteration whose decode batch also carries f prompts' worth of
-    prefill tokens (weights are read once for both). The unknown f solves f = rate(f) x tau(f):
-    f - rate x tau rises with f, so its root is bracketed on a grid in [0, slots / (output - 1/2 + k)]
-    (the rate when every iteration takes the same time) and refined by interpolation."""
-    taus = iteration_s(_PROMPTS_GRID)  # (..., grid)
-    chunks = np.ceil(in_len / PREFILL_CHUNK_TOKENS)
-
-    def state(f: Array) -> tuple[Array, Array, Array, Array]:
-        idx = np.clip(np.searchsorted(_PROMPTS_GRID, f, side="right") - 1, 0, len(_PROMPTS_GRID) - 2)
-        lo, hi = _PROMPTS_GRID[idx], _PROMPTS_GRID[idx + 1]
-        grid = np.broadcast_to(taus[..., None, :], (*f.shape, len(_PROMPTS_GRID)))
-        t_lo = np.take_along_axis(grid, idx[..., None], -1)[..., 0]
-        t_hi = np.take_along_axis(grid, (idx + 1)[..., None], -1)[..., 0]
-        tau = t_lo + (t_hi - t_lo) * (f - lo) / (hi - lo)
-        rho = np.minimum(f * in_len[..., None] / PREFILL_CHUNK_TOKENS, 0.999)
-        ttft = tau * (0.5 + chunks[..., None] * (1.0 + rho / (2.0 * (1.0 - rho))))
-        gap = f - slots[..., None] / (ttft + (out_len[..., None] - 1.0) * tau) * tau
-        return gap, tau, ttft, rho
-
-    upper = slots / np.maximum(out_len - 0.5 + chunks, 0.5)
-    f = upper[..., None] * np.linspace(0.0, 1.0, 65)  # (..., 65)
-    gap = state(f)[0]
-    first = np.argmax(gap >= 0, axis=-1)[..., None]  # first grid point past the root
-    first = np.maximum(first, 1)
-    f_hi, g_hi = np.take_along_axis(f, first, -1), np.take_along_axis(gap, first, -1)
-    f_lo, g_lo = np.take_along_axis(f, first - 1, -1), np.take_along_axis(gap, first - 1, -1)
-    root = f_lo - g_lo * (f_hi - f_lo) / np.where(g_hi != g_lo, g_hi - g_lo, 1.0)
-    _, tau, ttft, rho = state(root)
-    return ttft[..., 0], tau[..., 0], rho[..., 0]
 
 
 def _prefill_pool_queue(
@@ -396,16 +399,18 @@ def _max_sequences(
     s: Sharding,
     p: Precisions,
     room: float,
-    held_tokens: float,
-    own_workspace_tokens: float,
-    shared_workspace_tokens: float,
-) -> int:
+    held_tokens: Any,
+    own_workspace_tokens: Any,
+    shared_workspace_tokens: Any,
+) -> Array:
     """Sequences per replica that fit in `room` bytes: each holds the KV of `held_tokens` and a
-    workspace of `own_workspace_tokens`; one shared workspace of `shared_workspace_tokens` is set aside."""
-    per_seq = float(kv_bytes_per_sequence(spec, s, p, held_tokens))
-    per_seq += float(inference_activation_bytes(spec, s, p, own_workspace_tokens))
-    free = room - float(inference_activation_bytes(spec, s, p, shared_workspace_tokens))
-    return max(0, int(free // per_seq)) if per_seq > 0 else 0
+    workspace of `own_workspace_tokens`; one shared workspace of `shared_workspace_tokens` is set
+    aside. Element by element over the knobs' arrays."""
+    per_seq = kv_bytes_per_sequence(spec, s, p, held_tokens)
+    per_seq = per_seq + inference_activation_bytes(spec, s, p, own_workspace_tokens)
+    free = room - inference_activation_bytes(spec, s, p, shared_workspace_tokens)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(per_seq > 0, np.maximum(np.floor(free / per_seq), 0.0), 0.0)
 
 
 def _disaggregated(
@@ -423,6 +428,7 @@ def _disaggregated(
     prefill_devices: int | None,
     prefill_tp: int | None,
     attention_kernel: str | None = None,
+    qs: tuple[float, ...] = PERCENTILES,
 ) -> InferenceResult:
     """Separate prefill and decode pools (DistServe / Dynamo style) sharing one request stream."""
     ptp = prefill_tp or tp
@@ -478,11 +484,14 @@ def _disaggregated(
         place_d.weight_bandwidth_bytes_per_s,
         attention_kernel=kernel,
     )
-    # KV of the prompt moves from the prefill ranks to the decode ranks, all ranks in parallel.
-    link = cluster_p.scale_out or cluster_p.scale_up
+    # KV of the prompt moves from the prefill ranks to the decode ranks, rank pairs in parallel, over
+    # the tier joining the two pools: scale-up only when both pools sit in one domain.
+    link = resolve_cluster(hardware, n, cat).tier_spanning(n)
     kv_prompt = np.asarray(kv_bytes_per_sequence(spec, Sharding(), p, in_len), dtype=np.float64)
-    transfer = kv_prompt / (achieved_bandwidth(link) * ptp) + link.link.latency_s
+    transfer = kv_prompt / (achieved_bandwidth(link) * min(ptp, decode_group)) + link.link.latency_s
     ttft, tpot, rho = _prefill_pool_queue(prefill_s, decode_s, out_len, C, float(r_p), transfer)
+    fixed = prefill_s + transfer
+    pcts = tuple(fixed + md1_wait_percentile_s(rho / prefill_s, prefill_s, q) for q in qs)
     fits = np.asarray(place_p.fits and place_d.fits) & (rho < 0.999)
     reason = place_d.reason if not place_d.fits else place_p.reason if not place_p.fits else "fits"
     if np.any(rho >= 0.999):
@@ -515,8 +524,8 @@ def _disaggregated(
         throughput_tokens_per_s=C * out_len / e2e,
         prefill_s=prefill_s,
         decode_step_s=decode_s,
-        max_batch=int(max_batch),
-        max_concurrency=int(max_concurrency),
+        max_batch=int(np.min(max_batch)),
+        max_concurrency=int(np.min(max_concurrency)),
         memory_per_device_bytes=w_d + kv_d + act_d,
         weight_bytes_per_device=w_d,
         kv_bytes_per_device=kv_d,
@@ -527,4 +536,9 @@ def _disaggregated(
         prefill_devices=n_p,
         prefill_tp=ptp,
         kv_transfer_s=transfer,
+        kv_link=f"{link.link.id} ({link.name})",
+        ttft_p50_s=pcts[0],
+        ttft_p90_s=pcts[1],
+        ttft_p99_s=pcts[2],
+        ttft_percentile_s=pcts[3] if len(pcts) > 3 else None,
     )

@@ -49,6 +49,20 @@ class Sharding:
             if getattr(self, name) < 1:
                 raise InvalidSpecError(f"{name} must be >= 1 (got {getattr(self, name)})")
 
+    @property
+    def ep_within_tp(self) -> bool:
+        """EP smaller than TP and dividing it: the TP group splits into ep expert groups of
+        tp / ep ranks each (TensorRT-LLM's moe_ep_size x moe_tp_size = tp)."""
+        return 1 < self.ep < self.tp and self.tp % self.ep == 0
+
+    @property
+    def expert_tp(self) -> int:
+        """Ranks one routed expert is split over: the whole TP group without EP, tp / ep with EP
+        inside TP, and one rank when EP spans the TP group (experts live whole on a device)."""
+        if self.ep == 1:
+            return self.tp
+        return self.tp // self.ep if self.ep_within_tp else 1
+
 
 @dataclass(frozen=True)
 class Precisions:
@@ -429,14 +443,15 @@ def _ffn_ops(spec: ModelSpec, s: Sharding, p: Precisions, t: Array, n_dense: flo
     ops.append(_gemm("router", t, h, moe.experts, p, n_moe, "moe"))
     ops.append(_elementwise("router_topk", t, moe.experts, 1.0, 4.0, p, n_moe))  # softmax/sigmoid + top-k
     experts_local = moe.experts / s.ep
-    etp = s.tp if s.ep == 1 else 1  # with EP each expert lives whole on one device
-    expert_ffn = moe.expert_ffn_size / etp
-    # tokens entering the MoE on this device; with EP the TP group's replicated tokens are split first
-    t_moe = t / s.tp if s.ep > 1 and s.tp > 1 else t
+    expert_ffn = moe.expert_ffn_size / s.expert_tp
+    inside = s.ep_within_tp  # the TP group's replicated tokens each meet their experts' group
+    # tokens entering the MoE on this device; with EP across the TP group they are split first
+    t_moe = t / s.tp if s.ep > 1 and s.tp > 1 and not inside else t
     routed = t_moe * moe.top_k  # token-expert pairs this device's tokens create
-    pairs_local = routed  # balanced routing: as many pairs arrive as leave
+    # balanced routing: as many pairs arrive as leave; with EP inside TP a group gets 1/ep of them
+    pairs_local = routed / s.ep if inside else routed
     # expected local experts that receive at least one token (weights of the rest are not read)
-    all_tokens = t_moe * s.ep
+    all_tokens = t_moe if inside else t_moe * s.ep
     touched = experts_local * (1.0 - (1.0 - moe.top_k / moe.experts) ** all_tokens)
     per_expert_tokens = pairs_local / np.maximum(touched, 1e-9)
     expert_weights = (up_width + 1) * h * expert_ffn * p.weight_bytes
@@ -458,7 +473,7 @@ def _ffn_ops(spec: ModelSpec, s: Sharding, p: Precisions, t: Array, n_dense: flo
     # permute tokens into expert order before the expert GEMMs and back (weighted) after them
     ops.append(_elementwise("moe_permute", routed, h, 1.0, 0.0, p, n_moe))
     ops.append(_elementwise("moe_unpermute", routed, h, 1.0, 1.0, p, n_moe))
-    if s.ep > 1:
+    if s.ep > 1 and not inside:
         dispatch = routed * (h * p.act_bytes)
         ops += [
             _comm("ep_dispatch", "all-to-all", dispatch, s.ep, n_moe, "ep"),
@@ -470,7 +485,7 @@ def _ffn_ops(spec: ModelSpec, s: Sharding, p: Precisions, t: Array, n_dense: flo
             _gemm("shared_up", t, h, up_width * shared, p, n_moe, "moe"),
             _gemm("shared_down", t, shared, h, p, n_moe, "moe"),
         ]
-    if s.ep == 1:
+    if s.ep == 1 or inside:  # the expert groups' partial outputs are summed over the TP group
         ops += _tp_comm(spec, s, p, t, n_moe, "moe")
     return ops
 

@@ -205,20 +205,43 @@ def _training(cfg: dict[str, Any], metric: str, row: dict[str, Any], catalog: Ca
     return values[metric]
 
 
+# Engines named in a source as the catalogue's scheduler models. NVIDIA NIM's optimised profiles
+# for its LLM containers on data-centre GPUs run TensorRT-LLM (the NIM docs' "TRT-LLM" profiles).
+_ENGINE_ALIASES = {"nim": "trtllm", "tensorrt-llm": "trtllm", "trt-llm": "trtllm"}
+# The statistic a source reports, as the result field that models it.
+_TTFT_FIELDS = {"mean": "ttft_s", "median": "ttft_p50_s", "p50": "ttft_p50_s", "p90": "ttft_p90_s", "p99": "ttft_p99_s"}
+# MXFP4 (OCP microscaling) is FP4 E2M1 with block scales: the tensor cores' fp4 path.
+_PRECISION_ALIASES = {"mxfp4": "fp4", "nvfp4": "fp4"}
+
+
+def _precision(name: str | None) -> str | None:
+    return _PRECISION_ALIASES.get(name, name) if name else None
+
+
 def _inference(cfg: dict[str, Any], metric: str, row: dict[str, Any], catalog: Catalog) -> float:
     from planner.inference import estimate_inference
+    from planner.serving import ENGINES
 
     _need(cfg, "model", "devices", "input_len", "output_len")
+    if cfg.get("request_rate"):
+        raise NotEvaluable("open-loop rows at a request rate are not modelled yet (mean in-flight requests are)")
     devices = int(cfg["devices"])
+    engine = str(cfg.get("engine") or "vllm").lower()
+    engine = _ENGINE_ALIASES.get(engine, engine)
+    if engine not in ENGINES:
+        raise NotEvaluable(f"engine '{engine}' has no scheduler model")
     common: dict[str, Any] = dict(
         tp=int(cfg.get("tp") or devices),
         pp=int(cfg.get("pp") or 1),
         ep=int(cfg.get("ep") or 1),
         input_len=cfg["input_len"],
         output_len=cfg["output_len"],
-        weight_precision=cfg.get("weight_precision") or "bf16",
-        kv_precision=cfg.get("kv_precision") or None,
+        weight_precision=_precision(cfg.get("weight_precision")) or "bf16",
+        kv_precision=_precision(cfg.get("kv_precision")),
         catalog=catalog,
+        engine=engine,
+        token_budget=cfg.get("token_budget"),
+        num_prompts=cfg.get("num_prompts"),
     )
     hw = _hardware(cfg)
     if cfg.get("concurrency"):
@@ -232,13 +255,18 @@ def _inference(cfg: dict[str, Any], metric: str, row: dict[str, Any], catalog: C
         r = estimate_inference(cfg["model"], hw, devices, concurrency=probe.max_concurrency, **common)
     if metric == "tokens_per_s" and cfg.get("batch") == 1:  # one user's decode speed
         return 1.0 / float(r.tpot_s)
+    statistic = str(cfg.get("statistic") or "mean")
+    if metric == "ttft_s" and statistic not in _TTFT_FIELDS:
+        raise NotEvaluable(f"TTFT statistic '{statistic}' is not modelled")
+    if metric == "tpot_s" and statistic != "mean":
+        raise NotEvaluable(f"TPOT statistic '{statistic}' is not modelled (the mean is)")
     values = {
         "throughput_tokens_per_s": float(r.throughput_tokens_per_s),
         "tokens_per_s": float(r.throughput_tokens_per_s),
         "tokens_per_s_per_device": float(r.throughput_tokens_per_s) / r.devices,
         "e2e_latency_s": float(r.e2e_latency_s),
         "tpot_s": float(r.tpot_s),
-        "ttft_s": float(r.ttft_s),
+        "ttft_s": float(getattr(r, _TTFT_FIELDS.get(statistic, "ttft_s"))),
     }
     if metric not in values:
         raise NotEvaluable(f"inference metric '{metric}' is not modelled")
@@ -306,10 +334,20 @@ def run_validation(
     return results, summarise(results)
 
 
+# Inference rows are also summarised per metric: TTFT, TPOT and throughput fail differently.
+SERVING_METRICS = {"inference ttft": ("ttft_s",), "inference tpot": ("tpot_s",)}
+
+
+def _group(c: str, rows: list[ValidationRow]) -> list[ValidationRow]:
+    if c in SERVING_METRICS:
+        return [r for r in rows if r.category == "inference" and r.metric in SERVING_METRICS[c]]
+    return [r for r in rows if r.category == c]
+
+
 def summarise(rows: list[ValidationRow]) -> list[CategorySummary]:
     out = []
-    for c in CATEGORIES:
-        mine = [r for r in rows if r.category == c]
+    for c in (*CATEGORIES, *SERVING_METRICS):
+        mine = _group(c, rows)
         errs = np.array([abs(r.error) for r in mine if r.status == "ok" and r.error is not None])
         if not mine:
             continue

@@ -1,12 +1,14 @@
 """Cheapest serving deployments under TTFT/TPOT targets, aggregated or disaggregated.
 
 For each hardware option and weight precision:
-- aggregated: a replica of TP x PP devices (EP for MoE) runs continuous batching; the engine's
-  serving estimate is evaluated over a grid of concurrencies in one vectorised call, and the
-  replica's goodput is the largest request rate (c / (ttft + (output - 1) x tpot)) whose TTFT and
-  TPOT meet the targets; replicas = ceil(rate / goodput).
+- aggregated: a replica of TP x PP devices (EP for MoE) runs continuous batching under the chosen
+  engine's scheduler (planner.serving) with open-loop Poisson arrivals, as production traffic
+  comes; the serving estimate is evaluated over a grid of mean in-flight requests in one vectorised
+  call, and the replica's goodput is the largest request rate (c / (ttft + (output - 1) x tpot))
+  whose TTFT (mean or percentile, queueing for the prompt budget included) and TPOT meet the
+  targets; replicas = ceil(rate / goodput).
 - disaggregated (DistServe / Dynamo style): a prefill pool and a decode pool, each with its own TP,
-  rate-matched. A prefill replica is an M/D/1 server (solvers.queueing) whose TTFT adds the KV
+  rate-matched. A prefill replica is an M/D/1 server (planner.queueing) whose TTFT adds the KV
   transfer to the decode pool; a decode replica holds as many requests as keep TPOT under target.
 Objectives: lowest $/hour (default; needs a cloud price in the catalogue), fewest devices, or most
 goodput per device. Every rejected option names the constraint that binds.
@@ -28,8 +30,8 @@ import numpy as np
 from hardware_db.errors import InfeasiblePlanError, InvalidSpecError, PlannerError
 from planner.catalog import Catalog, load_catalog, resolve_model
 from planner.cluster import resolve_cluster
-from planner.inference import PREFILL_CHUNK_TOKENS, estimate_inference
-from solvers.queueing import md1_max_rate, md1_wait_percentile_s, md1_wait_s
+from planner.inference import estimate_inference
+from planner.queueing import md1_max_rate, md1_wait_percentile_s, md1_wait_s
 
 OBJECTIVES = ("cost", "devices", "goodput")
 _CONCURRENCY_GRID = np.unique(np.round(np.geomspace(1, 4096, 40)).astype(int))
@@ -131,19 +133,6 @@ def _price(device: Any) -> float | None:
     return min((c.usd_per_hour for c in device.prices.cloud), default=None)
 
 
-def _ttft_at(result: Any, slo: Slo, in_len: float) -> Any:
-    """TTFT at the SLO's statistic: the mean, or the percentile of its queueing part."""
-    ttft = np.asarray(result.ttft_s, dtype=np.float64)
-    if slo.percentile is None:
-        return ttft
-    rho = np.clip(np.asarray(result.prefill_utilization, dtype=np.float64), 1e-9, 0.999)
-    tau = np.asarray(result.tpot_s, dtype=np.float64)
-    chunks = math.ceil(in_len / PREFILL_CHUNK_TOKENS)
-    wait = tau * chunks * rho / (2 * (1 - rho))
-    tail = np.where(1 - slo.percentile < rho, wait / rho * np.log(rho / (1 - slo.percentile)), 0.0)
-    return ttft - wait + tail
-
-
 def plan_inference(
     model: Any,
     hardware: str | list[str] | tuple[str, ...],
@@ -156,6 +145,7 @@ def plan_inference(
     disaggregated: bool | None = None,
     top: int = 5,
     catalog: Catalog | str | None = None,
+    engine: str = "vllm",
 ) -> InferencePlans:
     """The plans that serve `workload` within `slo`, ranked by `objective` (module docstring).
     disaggregated: None searches both modes, True/False only one."""
@@ -180,7 +170,16 @@ def plan_inference(
         tps = [t for t in (1, 2, 4, 8, 16, 32, 64, 72) if t <= max(domain, 1) and spec.attention.heads % t == 0]
         for wp in weight_precisions:
             for tp in tps:
-                common = dict(tp=tp, ep=_ep(spec, tp), weight_precision=wp, kv_precision=kv_precision, catalog=cat)
+                common = dict(
+                    tp=tp,
+                    ep=_ep(spec, tp),
+                    weight_precision=wp,
+                    kv_precision=kv_precision,
+                    catalog=cat,
+                    engine=engine,
+                    arrival="poisson",
+                    ttft_percentile=slo.percentile,
+                )
                 key = f"{hw} {wp} tp={tp}"
                 if disaggregated is not True:
                     evaluated += 1
@@ -287,7 +286,7 @@ def _aggregated_at(
         spec, hw, tp * pp, pp=pp, concurrency=grid, input_len=w.input_len, output_len=w.output_len, **common
     )
     shape = grid.shape
-    ttft = np.broadcast_to(_ttft_at(r, slo, w.input_len), shape)
+    ttft = np.broadcast_to(np.asarray(r.ttft_s if slo.percentile is None else r.ttft_percentile_s), shape)
     tpot = np.broadcast_to(np.asarray(r.tpot_s), shape)
     ok = (ttft <= slo.ttft_s) & (tpot <= slo.tpot_s) & np.broadcast_to(np.asarray(r.fits, dtype=bool), shape)
     if not ok.any():

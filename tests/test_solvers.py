@@ -12,9 +12,9 @@ from hypothesis import strategies as st
 
 from hardware_db.errors import InfeasiblePlanError
 from planner.catalog import Catalog
+from planner.queueing import md1_max_rate, md1_wait_percentile_s, md1_wait_s
 from planner.training import estimate_training
 from solvers.inference_plan import Slo, Workload, plan_inference
-from solvers.queueing import md1_max_rate, md1_wait_percentile_s, md1_wait_s
 from solvers.training_plan import plan_training
 
 

@@ -1,0 +1,342 @@
+"""Continuous batching under load: what a serving engine's scheduler does to TTFT and TPOT.
+
+An engine runs iterations. Each carries at most `token_budget` tokens: one for each running request
+(its decode) plus prompt tokens (prefill), a prompt split over several iterations when chunked
+prefill is on. Engines differ in what matters for latency (`EngineProfile`, defaults from their code):
+- mixed scheduling (vLLM V1, TensorRT-LLM in-flight batching): running decodes are scheduled first
+  and prompt tokens fill the rest of the budget, in the same iteration (one read of the weights);
+- prefill-first (SGLang's default): waiting prompts run as a prefill batch of their own, and every
+  decode waits for it.
+
+Per replica: c requests in flight, prompt L, output O tokens, budget B. Prompt tokens an iteration
+takes: B_eff = B - (c - 1) under mixed scheduling (decodes first), B under prefill-first. Five iteration
+shapes are timed by the caller (one vectorised pass, `iteration_shapes`): a burst iteration (a full
+share of prompts while half the burst is already decoding), a group iteration (the same prompts
+beside all c decodes), a full-budget iteration, the prompt's own chunk, and a decode-only step.
+
+Closed loop (`arrival="closed"`: C benchmark clients, a new request as soon as one finishes). The
+harness starts all C requests at once, so the first C prompts arrive together (a burst): request of
+rank r gets its first token after j(r) = ceil(r L / B_eff) burst iterations (unchunked engines:
+ceil(r / floor(B_eff / L))). Afterwards:
+- prefill-first: every request of the wave finishes in the same decode step, so every wave is again
+  a burst. e2e = n x tau_burst + (O - 1) x tau_decode for all (n = j(c)); TPOT = (e2e - TTFT) / (O - 1).
+- mixed: requests prefilled in different iterations finish in different iterations, and their
+  successors arrive staggered: each group is prefilled in its own iteration(s) beside the running
+  decodes. Per cycle of N = W + O - 1 iterations a request waits W = max(ceil(L / B_eff), n - O + 1)
+  iterations (more than its own chunks only when the budget cannot absorb a wave within one
+  lifetime), a share u = n / N of iterations carries prompts, tau_avg = u tau_group + (1 - u) tau_decode,
+  TTFT_ss = tau_avg / 2 + W_own tau_group + (W - W_own) tau_avg, TPOT = tau_avg.
+  A benchmark of `num_prompts` requests averages the first wave (C of them) with the steady state.
+Percentiles come from the mixture of the burst's ranks and the steady state.
+
+Open loop (`arrival="poisson"`, requests at rate lam; c in flight on average, Little's law): the
+prompts' prefill is an M/D/1 server (planner.queueing) with service s = L tau_full / B_eff. A share
+rho = lam s of wall time runs prompt-carrying iterations; TPOT = tau_decode / (1 - rho) under
+prefill-first (decodes stop), tau_decode / (1 - rho + lam tau_decode L / B_eff) under mixed (those
+iterations decode too). TTFT = TPOT / 2 + W_own tau_own + Wq; lam solves c = lam (TTFT + (O - 1) TPOT).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from hardware_db.errors import InvalidSpecError
+from planner.queueing import md1_wait_percentile_s, md1_wait_s
+
+Array = npt.NDArray[np.float64]
+
+ARRIVALS = ("closed", "poisson")
+PERCENTILES = (0.5, 0.9, 0.99)
+
+# Requests a closed-loop benchmark sends per client: SemiAnalysis InferenceMAX runs
+# `--num-prompts $(( CONC * 10 ))` (benchmarks/*.sh) with request rate inf under a semaphore of C,
+# so the first wave (1 request in 10) arrives as one burst. vLLM's and SGLang's own harnesses
+# default to 1000 prompts: pass num_prompts for those.
+PROMPTS_PER_CLIENT = 10.0
+
+
+@dataclass(frozen=True)
+class EngineProfile:
+    id: str
+    token_budget: int  # tokens one iteration may carry (prompt chunks plus one per running decode)
+    mixed: bool  # prompt chunks share the iteration with the running decodes
+    chunked: bool  # a prompt may be split across iterations
+    reserves_output: bool  # admission reserves KV for the whole output (else blocks grow as tokens come)
+    source: str
+
+
+_GIB = 1024.0**3
+
+
+def engine_profile(
+    engine: str, device_memory_bytes: float, token_budget: int | None = None, device_id: str = ""
+) -> EngineProfile:
+    """The engine's default scheduler on a device with that much memory; `token_budget` overrides
+    the budget (vLLM --max-num-batched-tokens, SGLang --chunked-prefill-size, TRT-LLM max_num_tokens)."""
+    if engine not in ENGINES:
+        raise InvalidSpecError(f"unknown serving engine '{engine}' (allowed: {', '.join(ENGINES)})")
+    if token_budget is not None and not (
+        isinstance(token_budget, (int, float)) and np.isfinite(token_budget) and token_budget >= 1
+    ):
+        raise InvalidSpecError(f"--token-budget must be a whole number >= 1 (got {token_budget})")
+    profile = ENGINES[engine](device_memory_bytes, device_id)
+    if token_budget is None:
+        return profile
+    return EngineProfile(
+        profile.id, int(token_budget), profile.mixed, profile.chunked, profile.reserves_output, "user-given budget"
+    )
+
+
+def _vllm(memory_bytes: float, device_id: str) -> EngineProfile:
+    # vLLM V1, vllm/engine/arg_utils.py EngineArgs._set_default_args (0.11.x, commit 99d7eb5d):
+    # `vllm serve` defaults max_num_batched_tokens to 8192 on GPUs with >= 70 GiB that are not A100
+    # ("Setting large max_num_batched_tokens for A100 reduces throughput", PR #17885), else 2048.
+    # V1 always chunks prefill; vllm/v1/core/sched/scheduler.py schedules the running requests
+    # first (decodes and unfinished chunks), then waiting prompts with the budget left, in one batch.
+    large = memory_bytes >= 70 * _GIB and not device_id.startswith("a100")
+    # KV blocks are allocated as tokens arrive (paged attention), preempting when they run out.
+    return EngineProfile(
+        "vllm",
+        8192 if large else 2048,
+        mixed=True,
+        chunked=True,
+        reserves_output=False,
+        source="vLLM V1 arg_utils.py, v1 scheduler.py",
+    )
+
+
+def _sglang(memory_bytes: float, device_id: str) -> EngineProfile:
+    # SGLang python/sglang/srt/server_args.py _handle_gpu_memory_settings (v0.5 era):
+    # chunked_prefill_size 2048 below 35 GB, 4096 below 60, 8192 below 160 (H100, H200, H20),
+    # 16384 from 160 GB (B200, MI300X); max_prefill_tokens 16384 bounds the prefill batch too.
+    # Scheduler.get_next_batch_to_run runs a new prefill batch first when one is ready ("Run
+    # prefill first if possible"); decodes join it only with --enable-mixed-chunk (off).
+    gb = memory_bytes / 1e9
+    budget = 2048 if gb < 35 else 4096 if gb < 60 else 8192 if gb < 160 else 16384
+    # Admission reserves the prompt plus an estimate of new tokens (new_token_ratio), decaying from
+    # conservative towards the observed lengths; blocks are taken as tokens arrive.
+    return EngineProfile(
+        "sglang",
+        budget,
+        mixed=False,
+        chunked=True,
+        reserves_output=False,
+        source="SGLang server_args.py, scheduler.py",
+    )
+
+
+def _trtllm(memory_bytes: float, device_id: str) -> EngineProfile:
+    # TensorRT-LLM PyTorch backend (llmapi/llm_args.py, BuildConfig; trtllm-serve): max_num_tokens
+    # 8192, enable_chunked_prefill False, GUARANTEED_NO_EVICT; the micro-batch scheduler puts
+    # generation tokens and whole context requests in one iteration under max_num_tokens;
+    # GUARANTEED_NO_EVICT admits a request only when its blocks to completion (prompt + output) fit.
+    return EngineProfile(
+        "trtllm",
+        8192,
+        mixed=True,
+        chunked=False,
+        reserves_output=True,
+        source="TensorRT-LLM llm_args.py, scheduler",
+    )
+
+
+ENGINES = {"vllm": _vllm, "sglang": _sglang, "trtllm": _trtllm}
+
+# Indices of the iteration shapes along the last axis of `iteration_shapes`' arrays.
+BURST, GROUP, FULL, OWN, DECODE = range(5)
+
+
+def prompt_budget(profile: EngineProfile, slots: Array) -> Array:
+    """Prompt tokens one iteration takes. Under mixed scheduling the decodes come first; once they
+    would leave less than a quarter of the budget, we stop following them (vLLM then defers decodes
+    themselves, a replica far past any useful concurrency)."""
+    b = float(profile.token_budget)
+    if not profile.mixed:
+        return np.full_like(slots, b)
+    return np.maximum(b - _running(slots), b / 4.0)
+
+
+def _running(slots: Array) -> Array:
+    """Requests decoding while a prompt is prefilled: every slot but the prompt's own."""
+    return np.maximum(slots - 1.0, 0.0)
+
+
+def _prompts_per_iteration(profile: EngineProfile, budget: Array, in_len: Array) -> Array:
+    """Prompts one iteration completes: fractional when chunked; whole prompts otherwise (at least
+    one: an engine sized for the workload runs a prompt longer than its budget alone)."""
+    if profile.chunked:
+        return budget / in_len
+    return np.maximum(np.floor(budget / in_len), 1.0)
+
+
+def iteration_shapes(profile: EngineProfile, slots: Array, in_len: Array) -> tuple[Array, Array]:
+    """(decode sequences, prompt tokens) of the five iteration shapes, on a trailing axis of 5."""
+    budget = prompt_budget(profile, slots)
+    k = _prompts_per_iteration(profile, budget, in_len)
+    full = k * in_len
+    group = np.minimum(full, slots * in_len)
+    own = np.minimum(in_len, budget) if profile.chunked else in_len
+    tokens = np.stack([group, group, full, own, np.zeros_like(group)], axis=-1)
+    d = _running(slots) if profile.mixed else np.zeros_like(slots)
+    decodes = np.stack([0.5 * d, d, d, d, slots], axis=-1)
+    return decodes, tokens
+
+
+@dataclass(frozen=True)
+class Latency:
+    ttft_s: Array  # mean
+    ttft_percentiles_s: tuple[Array, ...]  # at the quantiles asked for (PERCENTILES by default)
+    tpot_s: Array  # mean over requests of (e2e - ttft) / (output - 1)
+    rate_per_s: Array  # requests per second the replica completes
+    utilization: Array  # share of wall time spent on prompt-carrying iterations
+
+
+_GRID = (np.arange(64) + 0.5) / 64  # rank quantiles sampled in a burst
+
+
+def _burst_iterations(profile: EngineProfile, slots: Array, in_len: Array, budget: Array) -> tuple[Array, Array]:
+    """Iterations until each sampled rank's first token (..., 64), and the burst's length n = j(c)."""
+    ranks = np.ceil(_GRID * slots[..., None])
+    if profile.chunked:
+        x = (in_len / budget)[..., None]
+        j = np.ceil(ranks * x - 1e-9)
+        n = np.ceil(slots * in_len / budget - 1e-9)
+    else:
+        k = _prompts_per_iteration(profile, budget, in_len)
+        j = np.ceil(ranks / k[..., None] - 1e-9)
+        n = np.ceil(slots / k - 1e-9)
+    return np.maximum(j, 1.0), np.maximum(n, 1.0)
+
+
+def _weighted_quantiles(values: Array, weights: Array, qs: tuple[float, ...]) -> tuple[Array, ...]:
+    order = np.argsort(values, axis=-1)
+    v = np.take_along_axis(values, order, -1)
+    cum = np.cumsum(np.take_along_axis(weights, order, -1), axis=-1)
+    cum = cum / cum[..., -1:]
+    return tuple(np.take_along_axis(v, np.argmax(cum >= q - 1e-12, axis=-1)[..., None], -1)[..., 0] for q in qs)
+
+
+def closed_loop(
+    profile: EngineProfile,
+    tau: Array,
+    slots: Array,
+    in_len: Array,
+    out_len: Array,
+    first_wave_share: Array,
+    qs: tuple[float, ...] = PERCENTILES,
+) -> Latency:
+    """C clients, each sending its next request when the last one ends (module docstring).
+    tau: iteration times (..., 5) of `iteration_shapes`; first_wave_share: C / num_prompts."""
+    budget = prompt_budget(profile, slots)
+    t_burst, t_group, t_decode = tau[..., BURST], tau[..., GROUP], tau[..., DECODE]
+    j, n = _burst_iterations(profile, slots, in_len, budget)
+    burst = j * t_burst[..., None]
+    steps = np.maximum(out_len - 1.0, 1.0)
+    if not profile.mixed:  # every wave is a burst; decodes wait for the whole burst
+        e2e = n * t_burst + (out_len - 1.0) * t_decode
+        ttft = burst.mean(axis=-1)
+        pcts = _weighted_quantiles(burst, np.ones_like(burst), qs)
+        tpot = (e2e - ttft) / steps
+        return Latency(ttft, pcts, tpot, slots / e2e, np.minimum(n * t_burst / e2e, 1.0))
+    own = np.ceil(in_len / budget - 1e-9) if profile.chunked else np.ones_like(in_len)
+    wait = np.maximum(own, n - out_len + 1.0)
+    cycle = wait + out_len - 1.0
+    share = np.minimum(n / cycle, 1.0)
+    t_avg = share * t_group + (1.0 - share) * t_decode
+    steady = 0.5 * t_avg + own * t_group + (wait - own) * t_avg
+    a = np.clip(first_wave_share, 0.0, 1.0)
+    ttft = a * burst.mean(axis=-1) + (1.0 - a) * steady
+    values = np.concatenate([burst, steady[..., None]], axis=-1)
+    weights = np.concatenate([np.broadcast_to((a / burst.shape[-1])[..., None], burst.shape), (1.0 - a)[..., None]], -1)
+    pcts = _weighted_quantiles(values, weights, qs)
+    rate = slots / (ttft + (out_len - 1.0) * t_avg)
+    return Latency(ttft, pcts, t_avg, rate, share * t_group / t_avg)
+
+
+def poisson(
+    profile: EngineProfile, tau: Array, slots: Array, in_len: Array, out_len: Array, qs: tuple[float, ...] = PERCENTILES
+) -> Latency:
+    """Open-loop Poisson arrivals holding `slots` requests in flight on average (module docstring)."""
+    budget = prompt_budget(profile, slots)
+    k = _prompts_per_iteration(profile, budget, in_len)
+    t_full, t_own, t_decode = tau[..., FULL], tau[..., OWN], tau[..., DECODE]
+    service = t_full / k
+    own = np.ceil(in_len / budget - 1e-9) if profile.chunked else np.ones_like(in_len)
+    mixed = 1.0 if profile.mixed else 0.0
+
+    def at(lam: Array) -> tuple[Array, Array, Array]:
+        rho = np.minimum(lam * service, 1.0 - 1e-12)
+        tpot = t_decode / (1.0 - rho + mixed * lam * t_decode / k)
+        ttft = 0.5 * tpot + own * t_own + md1_wait_s(lam, service)
+        return rho, tpot, ttft
+
+    lo, hi = np.zeros_like(service), (1.0 - 1e-9) / service
+    for _ in range(48):  # slots(lam) = lam (ttft + (O - 1) tpot) rises with lam: bisect
+        mid = 0.5 * (lo + hi)
+        _, tpot, ttft = at(mid)
+        over = mid * (ttft + (out_len - 1.0) * tpot) > slots
+        hi, lo = np.where(over, mid, hi), np.where(over, lo, mid)
+    lam = lo
+    rho, tpot, ttft = at(lam)
+    base = 0.5 * tpot + own * t_own
+    pcts = tuple(base + md1_wait_percentile_s(lam, service, q) for q in qs)
+    return Latency(ttft, pcts, tpot, lam, rho)
+
+
+def serve(
+    profile: EngineProfile,
+    arrival: str,
+    tau: Array,
+    slots: Array,
+    in_len: Array,
+    out_len: Array,
+    first_wave_share: Array,
+    qs: tuple[float, ...] = PERCENTILES,
+) -> Latency:
+    """TTFT (mean and at the quantiles `qs`) and TPOT of a replica under that arrival process."""
+    if arrival == "closed":
+        return closed_loop(profile, tau, slots, in_len, out_len, first_wave_share, qs)
+    if arrival == "poisson":
+        return poisson(profile, tau, slots, in_len, out_len, qs)
+    raise InvalidSpecError(f"unknown arrival '{arrival}' (allowed: {', '.join(ARRIVALS)})")
+
+
+def quantiles(extra: float | None) -> tuple[float, ...]:
+    """PERCENTILES, plus a caller's own (an SLO's percentile) last."""
+    if extra is None:
+        return PERCENTILES
+    if not (isinstance(extra, (int, float)) and 0.0 < extra < 1.0):
+        raise InvalidSpecError(f"a TTFT percentile must be in (0, 1), got {extra}")
+    return (*PERCENTILES, float(extra))
+
+
+def held_tokens(profile: EngineProfile, in_len: Array, out_len: Array) -> Array:
+    """KV tokens one admitted request holds: prompt and whole output when the engine reserves it,
+    else the mean over its life (prompt plus half the output)."""
+    return in_len + (out_len if profile.reserves_output else 0.5 * out_len)
+
+
+def admitted(latency: Latency, slots: Array, running: Array) -> Latency:
+    """Clients beyond the KV cache's capacity wait for a free slot. The running requests set the
+    rate; by Little's law each extra client adds (slots - running) / rate to every request's TTFT
+    (FIFO behind the running set)."""
+    wait = (slots - running) / latency.rate_per_s
+    return Latency(
+        latency.ttft_s + wait,
+        tuple(t + wait for t in latency.ttft_percentiles_s),
+        latency.tpot_s,
+        latency.rate_per_s,
+        latency.utilization,
+    )
+
+
+def check_num_prompts(num_prompts: Any) -> None:
+    if num_prompts is None:
+        return
+    a = np.asarray(num_prompts, dtype=np.float64)
+    if not np.all(np.isfinite(a)) or np.any(a < 1):
+        raise InvalidSpecError(f"--num-prompts must be >= 1 (got {num_prompts})")

@@ -1,0 +1,163 @@
+"""Serving under load: the engines' schedulers, closed and open loops, KV admission, the KV link."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from hardware_db.errors import InvalidSpecError
+from planner.catalog import Catalog
+from planner.collectives import UNMEASURED_LINK_FRACTION
+from planner.inference import estimate_inference
+from planner.queueing import md1_wait_s
+from planner.serving import DECODE, FULL, OWN, EngineProfile, closed_loop, engine_profile, poisson
+from solvers.inference_plan import Slo, Workload, plan_inference
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    model=st.sampled_from(["llama3.1-8b", "qwen3-8b", "mixtral-8x7b"]),
+    hardware=st.sampled_from(["h100-sxm", "a100-sxm-80gb", "mi300x", "l40s"]),
+    input_len=st.integers(16, 32768),
+    output_len=st.integers(2, 2048),
+    concurrency=st.integers(1, 512),
+    engine=st.sampled_from(["vllm", "sglang", "trtllm"]),
+    arrival=st.sampled_from(["closed", "poisson"]),
+)
+def test_ttft_never_beats_the_prompts_own_prefill(
+    catalog: Catalog,
+    model: str,
+    hardware: str,
+    input_len: int,
+    output_len: int,
+    concurrency: int,
+    engine: str,
+    arrival: str,
+) -> None:
+    common = dict(input_len=input_len, output_len=output_len, catalog=catalog)
+    tp = 2 if model == "mixtral-8x7b" else 1
+    static = estimate_inference(model, hardware, tp, tp=tp, batch=1, **common)
+    r = estimate_inference(
+        model, hardware, tp, tp=tp, concurrency=concurrency, engine=engine, arrival=arrival, **common
+    )
+    if not r.fits:
+        return
+    floor = static.prefill_s * (1 - 1e-9)
+    assert r.ttft_s >= floor and r.ttft_p50_s >= floor
+    assert r.ttft_p50_s <= r.ttft_p90_s * (1 + 1e-12) <= r.ttft_p99_s * (1 + 1e-9)
+    assert math.isfinite(r.tpot_s) and r.tpot_s > 0 and r.throughput_tokens_per_s > 0
+
+
+def test_issue_examples_ttft_is_at_least_the_prefill(catalog: Catalog) -> None:
+    static = estimate_inference("llama3.1-8b", "h100-sxm", 1, batch=1, input_len=32768, catalog=catalog)
+    one = estimate_inference("llama3.1-8b", "h100-sxm", 1, concurrency=1, input_len=32768, catalog=catalog)
+    assert static.prefill_s > 0.9 and one.ttft_s >= static.prefill_s
+    kw = dict(tp=4, weight_precision="fp8", input_len=2048, output_len=512, catalog=catalog)
+    prefill = estimate_inference("qwen3-32b", "h200-sxm", 4, batch=1, **kw).prefill_s
+    r = estimate_inference("qwen3-32b", "h200-sxm", 4, concurrency=np.array([1, 64]), **kw)
+    assert np.all(r.ttft_s >= prefill) and r.ttft_s[1] > 2 * r.ttft_s[0]
+
+
+def _tau(burst: float, group: float, decode: float) -> np.ndarray:
+    return np.array([burst, group, group, group, decode])
+
+
+def test_prefill_first_closed_loop_by_hand() -> None:
+    """8 clients, 2 prompts per 2000-token iteration: ranks wait ceil(r / 2) = 1,1,2,2,3,3,4,4 bursts."""
+    sglang = EngineProfile("t", 2000, mixed=False, chunked=True, reserves_output=False, source="test")
+    lat = closed_loop(sglang, _tau(0.1, 0.1, 0.01), np.array(8.0), np.array(1000.0), np.array(11.0), np.array(0.1))
+    assert lat.ttft_s == pytest.approx(0.25)  # mean of 1..4 bursts of 0.1 s
+    e2e = 4 * 0.1 + 10 * 0.01  # every request ends together: the burst, then 10 decode steps
+    assert lat.tpot_s == pytest.approx((e2e - 0.25) / 10)
+    assert lat.rate_per_s == pytest.approx(8 / e2e)
+    assert [float(p) for p in lat.ttft_percentiles_s] == pytest.approx([0.2, 0.4, 0.4])
+
+
+def test_mixed_closed_loop_by_hand() -> None:
+    """Budget 2007 less 7 running decodes: 2 prompts per iteration; after the first wave, staggered."""
+    vllm = EngineProfile("t", 2007, mixed=True, chunked=True, reserves_output=False, source="test")
+    lat = closed_loop(vllm, _tau(0.08, 0.1, 0.01), np.array(8.0), np.array(1000.0), np.array(11.0), np.array(0.1))
+    share = 4 / 11  # 4 prompt-carrying iterations per cycle of 1 + 10 iterations
+    t_avg = share * 0.1 + (1 - share) * 0.01
+    steady = 0.5 * t_avg + 0.1
+    assert lat.tpot_s == pytest.approx(t_avg)
+    assert lat.ttft_s == pytest.approx(0.1 * 2.5 * 0.08 + 0.9 * steady)
+    assert lat.rate_per_s == pytest.approx(8 / (lat.ttft_s + 10 * t_avg))
+
+
+def test_poisson_solves_littles_law_and_the_md1_queue() -> None:
+    vllm = EngineProfile("t", 4096, mixed=True, chunked=True, reserves_output=False, source="test")
+    tau = np.array([0.05, 0.05, 0.06, 0.03, 0.012])
+    c, length, out = np.array(32.0), np.array(1024.0), np.array(200.0)
+    lat = poisson(vllm, tau, c, length, out)
+    lam = float(lat.rate_per_s)
+    k = (4096 - 31) / 1024  # prompts per full iteration
+    service = tau[FULL] / k
+    assert float(lat.utilization) == pytest.approx(lam * service)
+    assert float(lat.tpot_s) == pytest.approx(tau[DECODE] / (1 - lam * service + lam * tau[DECODE] / k))
+    assert float(lat.ttft_s) == pytest.approx(0.5 * float(lat.tpot_s) + tau[OWN] + md1_wait_s(lam, service))
+    assert lam * (float(lat.ttft_s) + 199 * float(lat.tpot_s)) == pytest.approx(32.0, rel=1e-6)
+
+
+def test_clients_beyond_the_kv_cache_wait_for_a_slot(catalog: Catalog) -> None:
+    kw = dict(tp=2, weight_precision="fp8", input_len=5000, output_len=500, engine="trtllm", catalog=catalog)
+    slots = estimate_inference("llama3.1-70b", "h100-sxm", 2, concurrency=1, **kw).max_concurrency
+    r = estimate_inference("llama3.1-70b", "h100-sxm", 2, concurrency=np.array([slots, 4 * slots]), **kw)
+    assert r.fits.all()
+    assert r.throughput_tokens_per_s[1] == pytest.approx(r.throughput_tokens_per_s[0])
+    assert r.tpot_s[1] == pytest.approx(r.tpot_s[0])
+    rate = r.throughput_tokens_per_s[0] / 500
+    assert r.ttft_s[1] - r.ttft_s[0] == pytest.approx(3 * slots / rate)
+
+
+def test_engine_defaults_follow_their_code() -> None:
+    gib = 1024.0**3
+    assert engine_profile("vllm", 80e9, device_id="h100-sxm").token_budget == 8192
+    assert engine_profile("vllm", 80e9, device_id="a100-sxm-80gb").token_budget == 2048  # PR #17885
+    assert engine_profile("vllm", 48e9, device_id="l40s").token_budget == 2048
+    assert engine_profile("sglang", 141e9).token_budget == 8192
+    assert engine_profile("sglang", 192 * gib).token_budget == 16384
+    assert not engine_profile("sglang", 80e9).mixed and engine_profile("vllm", 80e9).mixed
+    assert not engine_profile("trtllm", 80e9).chunked and engine_profile("trtllm", 80e9).reserves_output
+    assert engine_profile("vllm", 80e9, 512).token_budget == 512
+    with pytest.raises(InvalidSpecError, match="unknown serving engine 'tgi'"):
+        engine_profile("tgi", 80e9)
+    with pytest.raises(InvalidSpecError, match="--token-budget"):
+        engine_profile("vllm", 80e9, -5)
+
+
+def test_engines_differ_where_their_schedulers_do(catalog: Catalog) -> None:
+    """Prefill-first stalls decodes for each burst; mixed keeps the staggered clients apart."""
+    kw = dict(tp=4, weight_precision="fp8", concurrency=64, input_len=2048, output_len=512, catalog=catalog)
+    vllm = estimate_inference("qwen3-32b", "h200-sxm", 4, engine="vllm", **kw)
+    sglang = estimate_inference("qwen3-32b", "h200-sxm", 4, engine="sglang", **kw)
+    assert sglang.ttft_s > 2 * vllm.ttft_s
+    poisson_ = estimate_inference("qwen3-32b", "h200-sxm", 4, arrival="poisson", **kw)
+    assert poisson_.ttft_s < vllm.ttft_s  # no synchronised first wave
+
+
+def test_disaggregated_kv_crosses_the_network_between_nodes(catalog: Catalog) -> None:
+    kw = dict(tp=8, concurrency=64, disaggregated=True, input_len=2048, catalog=catalog)
+    apart = estimate_inference("llama3.1-70b", "h100-sxm", 16, prefill_devices=8, **kw)
+    assert "scale-out" in apart.kv_link
+    kv = 2048 * 80 * 8 * 128 * 2 * 2  # tokens x layers x KV heads x head dim x (K, V) x bf16 bytes
+    ib = catalog.link("ib-ndr")
+    per_rail = ib.bandwidth_per_direction_bytes_per_s * (ib.achieved_fraction or UNMEASURED_LINK_FRACTION)
+    assert apart.kv_transfer_s == pytest.approx(kv / (per_rail * 8) + ib.latency_s, rel=0.02)
+    assert apart.kv_transfer_s > 5e-4
+    close = estimate_inference("llama3.1-8b", "h100-sxm", 4, tp=2, prefill_devices=2, concurrency=8, disaggregated=True)
+    assert "scale-up" in close.kv_link
+
+
+def test_aggregated_ttft_slo_binds_in_plans(catalog: Catalog) -> None:
+    """Long prompts: a tight TTFT target forces lower concurrency per replica, so more devices."""
+    w = Workload(8.0, 8192, 256, 8192, 256)
+    loose = plan_inference("llama3.1-8b", "h100-sxm", w, Slo(30.0, 0.2), disaggregated=False, catalog=catalog)
+    tight_ttft = 0.8 * loose.best.ttft_s
+    tight = plan_inference("llama3.1-8b", "h100-sxm", w, Slo(tight_ttft, 0.2), disaggregated=False, catalog=catalog)
+    assert tight.best.ttft_s <= tight_ttft
+    assert tight.best.devices > loose.best.devices
