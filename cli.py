@@ -202,6 +202,17 @@ def models_show(
 
 
 ModelOpt = Annotated[str, typer.Option("--model", "-m", help="Model ID, config.json or YAML file.")]
+SpeculativeOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--speculative",
+        help="Speculative decoding drafter: mtp, eagle, ngram or draft:MODEL (needs --draft-tokens, --acceptance).",
+    ),
+]
+DraftTokensOpt = Annotated[int, typer.Option("--draft-tokens", min=0, help="Tokens drafted per step (k).")]
+AcceptanceOpt = Annotated[
+    float | None, typer.Option("--acceptance", help="Probability each drafted token is accepted, in [0, 1].")
+]
 EngineOpt = Annotated[
     str,
     typer.Option(
@@ -308,6 +319,9 @@ def estimate_inference_cmd(
     num_prompts: Annotated[
         int | None, typer.Option(min=1, help="Closed loop: requests in the benchmark (default 10 x concurrency).")
     ] = None,
+    speculative: SpeculativeOpt = None,
+    draft_tokens: DraftTokensOpt = 0,
+    acceptance: AcceptanceOpt = None,
     out: OutOpt = None,
     force: ForceOpt = False,
     fmt: FormatOpt = Format.table,
@@ -343,6 +357,9 @@ def estimate_inference_cmd(
         token_budget=token_budget,
         arrival=arrival,
         num_prompts=num_prompts,
+        speculative=speculative,
+        draft_tokens=draft_tokens,
+        acceptance=acceptance,
     )
     keys = [
         "model",
@@ -378,6 +395,8 @@ def estimate_inference_cmd(
         "prefill_tp",
         "kv_transfer_s",
         "kv_link",
+        "speculative",
+        "tokens_per_step",
         "attention_kernel",
     ]
     _emit_estimate(r, fmt, keys, f"{r.model} on {r.devices} x {r.hardware}", out, force, catalog)
@@ -634,6 +653,9 @@ def plan_inference_cmd(
     objective: Annotated[str, typer.Option(help="cost, devices or goodput.")] = "cost",
     mode: Annotated[str, typer.Option(help="both, aggregated or disaggregated.")] = "both",
     engine: EngineOpt = "vllm",
+    speculative: SpeculativeOpt = None,
+    draft_tokens: DraftTokensOpt = 0,
+    acceptance: AcceptanceOpt = None,
     top: Annotated[int, typer.Option(min=1, help="Plans to show.")] = 5,
     out: OutOpt = None,
     force: ForceOpt = False,
@@ -663,6 +685,9 @@ def plan_inference_cmd(
         top=top,
         catalog=catalog,
         engine=engine,
+        speculative=speculative,
+        draft_tokens=draft_tokens,
+        acceptance=acceptance,
     )
     _emit_plans(plans, fmt, out, force, catalog, _INFERENCE_PLAN_COLUMNS)
 

@@ -52,6 +52,8 @@ from planner.serving import (
     quantiles,
     serve,
 )
+from planner.speculative import HEAD_OPS, Speculation, speculation
+from workloads.derived import kv_cache_bytes
 from workloads.schema import ModelSpec
 
 Array = npt.NDArray[np.float64]
@@ -98,6 +100,8 @@ class InferenceResult(WithOps):
     ttft_percentile_s: Any = None  # at the percentile the caller asked for (ttft_percentile)
     engine: str | None = None  # serving: the scheduler modelled (planner.serving)
     arrival: str | None = None  # serving: closed (C clients) or poisson
+    speculative: str | None = None  # the drafter, when decoding speculatively
+    tokens_per_step: float = 1.0  # tokens one decode step yields (speculative: (1 - a^(k+1)) / (1 - a))
     kv_link: str | None = None  # disaggregated: the link the KV cache crosses between the pools
     # per-op times of both phases; the rows are built only when someone looks (one estimate stays fast)
     op_times: tuple[tuple[str, Any], ...] = field(default=(), repr=False, compare=False)
@@ -117,6 +121,95 @@ def _pp_p2p_s(cluster: Cluster, spec: ModelSpec, p: Precisions, s: Sharding, tok
     bw = achieved_bandwidth(cluster.tier_spanning(s.tp * s.pp))
     latency = cluster.scale_up.link.latency_s
     return (s.pp - 1) * (tokens * spec.hidden_size * p.act_bytes / s.tp / bw + latency)
+
+
+@dataclass(frozen=True)
+class _Replica:
+    """What every pass of one replica shares: its cluster, model, sharding, precisions, the
+    bandwidth its weights are read at, the attention kernel and the speculative decoding (or None)."""
+
+    cluster: Cluster
+    spec: ModelSpec
+    s: Sharding
+    p: Precisions
+    weight_bw: float
+    kernel: str | None
+    sp: Speculation | None
+
+    @property
+    def tokens_per_step(self) -> float:
+        return 1.0 if self.sp is None else self.sp.tokens_per_step
+
+    def pass_time(
+        self, batch: Array, seq: Array, phase: Phase, context: Array | None, prefill_tokens: Any = 0.0
+    ) -> tuple[Array, list[OpTime]]:
+        return _pass_time(
+            self.cluster,
+            self.spec,
+            self.s,
+            self.p,
+            batch,
+            seq,
+            phase,
+            context,
+            self.weight_bw,
+            prefill_tokens=prefill_tokens,
+            attention_kernel=self.kernel,
+        )
+
+    def decode(self, batch: Array, in_len: Array, context: Array) -> tuple[Array, list[OpTime]]:
+        """Time per generated token: one decode step, or a speculative step over its E tokens."""
+        if self.sp is None:
+            return self.pass_time(batch, in_len, "decode", context)
+        # the target verifies k drafts per sequence: k + 1 query tokens that read the cache once
+        k = self.sp.draft_tokens
+        verify, times = self.pass_time(batch, context, "mixed", context, prefill_tokens=batch * k)
+        return (verify + k * self.draft_s(batch, in_len, context)) / self.sp.tokens_per_step, times
+
+    def iterations(self, decodes: Array, tokens: Array, in_len: Array, context: Array) -> Array:
+        """Times of continuous-batching iterations carrying `decodes` sequences and `tokens` prompt
+        tokens (planner.serving.iteration_shapes); with speculation the decodes verify k drafts each
+        (costed like prompt tokens beside them) after the drafter's k steps."""
+        if self.sp is None:
+            return self.pass_time(decodes, in_len, "mixed", context, prefill_tokens=tokens)[0]
+        k = self.sp.draft_tokens
+        tau = self.pass_time(decodes, in_len, "mixed", context, prefill_tokens=tokens + decodes * k)[0]
+        return tau + k * self.draft_s(decodes, in_len, context)
+
+    def draft_s(self, batch: Array, in_len: Array, context: Array) -> Array:
+        """One drafted token for `batch` sequences."""
+        assert self.sp is not None
+        if self.sp.method == "ngram":
+            return np.zeros_like(np.asarray(batch, dtype=np.float64))
+        if self.sp.draft_model is not None:
+            draft = Sharding(tp=self.s.tp)
+            t, _ = _pass_time(
+                self.cluster, self.sp.draft_model, draft, self.p, batch, in_len, "decode", context, self.weight_bw
+            )
+            return t
+        # one decoder layer of the target's shape plus the output head (mtp, eagle)
+        times = self.pass_time(batch, in_len, "decode", context)[1]
+        head = sum((t.total_s for t in times if t.op.name in HEAD_OPS), np.zeros(()))
+        layers = self.spec.layers / self.s.pp  # the pass times one stage
+        return head + sum((t.total_s for t in times if t.op.name not in HEAD_OPS), np.zeros(())) / layers
+
+
+def _drafter_weight_bytes(spec: ModelSpec, s: Sharding, p: Precisions, sp: Speculation | None) -> float:
+    """The drafter's weights on one device: a draft model at the target's TP, or one more layer."""
+    if sp is None or sp.method == "ngram":
+        return 0.0
+    if sp.draft_model is not None:
+        return weight_bytes_per_device(sp.draft_model, Sharding(tp=s.tp), p)
+    return weight_bytes_per_device(spec, s, p) / spec.layers
+
+
+def _drafter_kv_scale(spec: ModelSpec, p: Precisions, sp: Speculation | None) -> float:
+    """KV cache with the drafter's own, relative to the target's (both grow with the tokens held)."""
+    if sp is None or sp.method == "ngram":
+        return 1.0
+    if sp.draft_model is not None:
+        return 1.0 + float(kv_cache_bytes(sp.draft_model, 1.0, p.kv)) / float(kv_cache_bytes(spec, 1.0, p.kv))
+    return 1.0 + 1.0 / spec.layers
 
 
 def _pass_time(
@@ -174,6 +267,9 @@ def estimate_inference(
     arrival: str = "closed",
     num_prompts: Any = None,
     ttft_percentile: float | None = None,
+    speculative: str | None = None,
+    draft_tokens: int = 0,
+    acceptance: float | None = None,
 ) -> InferenceResult:
     """Estimate one inference configuration. `batch` (static) or `concurrency` (serving); lengths,
     batch and concurrency may be numpy arrays to evaluate many scenarios at once. attention_kernel:
@@ -181,7 +277,9 @@ def estimate_inference(
     Serving: `engine` (vllm, sglang, trtllm) sets the scheduler, `token_budget` overrides its
     per-iteration token budget, `arrival` is "closed" (C clients, as benchmarks run) or "poisson",
     and `num_prompts` is the closed-loop benchmark's length (10 x C by default). TTFT comes as the
-    mean and at p50/p90/p99, and at `ttft_percentile` when given (ttft_percentile_s)."""
+    mean and at p50/p90/p99, and at `ttft_percentile` when given (ttft_percentile_s).
+    Speculative decoding (planner.speculative): `speculative` names the drafter (mtp, eagle, ngram,
+    draft:MODEL), `draft_tokens` its k and `acceptance` the per-token acceptance probability."""
     cat = catalog if isinstance(catalog, Catalog) else load_catalog(catalog)
     knobs = {"batch": batch, "concurrency": concurrency, "input_len": input_len, "output_len": output_len}
     if sweep_size(*knobs.values()) > CHUNK:
@@ -208,8 +306,13 @@ def estimate_inference(
             arrival=arrival,
             num_prompts=num_prompts,
             ttft_percentile=ttft_percentile,
+            speculative=speculative,
+            draft_tokens=draft_tokens,
+            acceptance=acceptance,
         )
     spec = resolve_model(model, cat)
+    draft = resolve_model(speculative[6:], cat) if speculative and speculative.startswith("draft:") else None
+    sp = speculation(speculative, draft_tokens, acceptance, draft)
     qs = quantiles(ttft_percentile)
     check_num_prompts(num_prompts)
     engine_profile(engine, 0.0, token_budget)  # refuse an unknown engine or budget in every mode
@@ -238,6 +341,7 @@ def estimate_inference(
             prefill_tp,
             attention_kernel,
             qs,
+            sp,
         )
     n = devices if devices is not None else group * (dp or 1)
     dp_ = dp if dp is not None else n // group
@@ -259,7 +363,8 @@ def estimate_inference(
         raise InvalidSpecError("batch and concurrency must be >= 1")
     per_replica = np.maximum(per_replica, 1.0)
 
-    weights = weight_bytes_per_device(spec, s, p)
+    weights = weight_bytes_per_device(spec, s, p) + _drafter_weight_bytes(spec, s, p, sp)
+    kv_scale = _drafter_kv_scale(spec, p, sp)
     tiers = device_tiers(cluster, cat)
     room = tiers[0][1] - weights
     profile = engine_profile(engine, cluster.device.main_memory.capacity_bytes, token_budget, cluster.device.id)
@@ -270,29 +375,22 @@ def estimate_inference(
     held = held_tokens(profile, in_len, out_len) if serving else in_len + out_len
     workspace = np.minimum(float(profile.token_budget), in_len) if serving else per_replica * in_len
     act = inference_activation_bytes(spec, s, p, np.maximum(workspace, 1.0))
-    slots = _max_sequences(spec, s, p, room, held, 1.0, workspace) if serving else per_replica
+    slots = _max_sequences(spec, s, p, room, held, 1.0, workspace, kv_scale) if serving else per_replica
     running = np.minimum(per_replica, slots) if serving else per_replica
-    kv = kv_bytes_per_sequence(spec, s, p, held) * np.ceil(running)
+    kv = kv_bytes_per_sequence(spec, s, p, held) * kv_scale * np.ceil(running)
     placement = place(weights, float(np.max(kv + act)), tiers)
     max_len, max_out = float(np.max(in_len)), float(np.max(out_len))
-    max_batch = _max_sequences(spec, s, p, room, max_len + max_out, max_len, 0.0) * dp_
-    max_concurrency = (
-        _max_sequences(spec, s, p, room, held_tokens(profile, np.asarray(max_len), np.asarray(max_out)), 1.0, max_len)
-        * dp_
-    )
+    max_batch = _max_sequences(spec, s, p, room, max_len + max_out, max_len, 0.0, kv_scale) * dp_
+    most_held = held_tokens(profile, np.asarray(max_len), np.asarray(max_out))
+    max_concurrency = _max_sequences(spec, s, p, room, most_held, 1.0, max_len, kv_scale) * dp_
 
     context_mid = in_len + out_len / 2.0
     # serving prefills one prompt at a time (batched with the running decodes); a static batch all at once
     prompts = per_replica if concurrency is None else np.ones_like(per_replica)
-    weight_bw = placement.weight_bandwidth_bytes_per_s
-    kernel = attention_kernel
-    prefill_s, prefill_times = _pass_time(
-        cluster, spec, s, p, prompts, in_len, "prefill", None, weight_bw, attention_kernel=kernel
-    )
+    rep = _Replica(cluster, spec, s, p, placement.weight_bandwidth_bytes_per_s, attention_kernel, sp)
+    prefill_s, prefill_times = rep.pass_time(prompts, in_len, "prefill", None)
     active = np.maximum(running, 1.0)
-    decode_s, decode_times = _pass_time(
-        cluster, spec, s, p, active, in_len, "decode", context_mid, weight_bw, attention_kernel=kernel
-    )
+    decode_s, decode_times = rep.decode(active, in_len, context_mid)
     fits = np.asarray(placement.fits)
     reason = placement.reason
     rho: Any = None
@@ -302,24 +400,15 @@ def estimate_inference(
         mode = "static"
     else:
         decodes, tokens = iteration_shapes(profile, active, in_len)
-        tau = _pass_time(
-            cluster,
-            spec,
-            s,
-            p,
-            decodes,
-            in_len[..., None],
-            "mixed",
-            context_mid[..., None],
-            weight_bw,
-            prefill_tokens=tokens,
-            attention_kernel=kernel,
-        )[0]
+        tau = rep.iterations(decodes, tokens, in_len[..., None], context_mid[..., None])
         clients = per_replica * dp_
         prompts = num_prompts if num_prompts is not None else PROMPTS_PER_CLIENT * clients
-        lat = serve(profile, arrival, tau, active, in_len, out_len, clients / np.maximum(prompts, clients), qs)
+        # with speculation each decode iteration advances a request by E tokens
+        per_step = rep.tokens_per_step
+        steps = 1.0 + (out_len - 1.0) / per_step
+        lat = serve(profile, arrival, tau, active, in_len, steps, clients / np.maximum(prompts, clients), qs)
         lat = admitted(lat, per_replica, active)
-        ttft, tpot, rho, pcts = lat.ttft_s, lat.tpot_s, lat.utilization, lat.ttft_percentiles_s
+        ttft, tpot, rho, pcts = lat.ttft_s, lat.tpot_s / per_step, lat.utilization, lat.ttft_percentiles_s
         fits = fits & (slots >= 1)
         if np.any(slots < 1):
             reason = "not one request's KV cache fits beside the weights"
@@ -363,6 +452,8 @@ def estimate_inference(
         ttft_p90_s=pcts[1],
         ttft_p99_s=pcts[2],
         ttft_percentile_s=pcts[3] if len(pcts) > 3 else None,
+        speculative=speculative,
+        tokens_per_step=rep.tokens_per_step,
         engine=engine if mode == "serving" else None,
         arrival=arrival if mode == "serving" else None,
     )
@@ -402,11 +493,12 @@ def _max_sequences(
     held_tokens: Any,
     own_workspace_tokens: Any,
     shared_workspace_tokens: Any,
+    kv_scale: float = 1.0,
 ) -> Array:
-    """Sequences per replica that fit in `room` bytes: each holds the KV of `held_tokens` and a
-    workspace of `own_workspace_tokens`; one shared workspace of `shared_workspace_tokens` is set
-    aside. Element by element over the knobs' arrays."""
-    per_seq = kv_bytes_per_sequence(spec, s, p, held_tokens)
+    """Sequences per replica that fit in `room` bytes: each holds the KV of `held_tokens` (times
+    `kv_scale` for a drafter's own cache) and a workspace of `own_workspace_tokens`; one shared
+    workspace of `shared_workspace_tokens` is set aside. Element by element over the knobs' arrays."""
+    per_seq = kv_bytes_per_sequence(spec, s, p, held_tokens) * kv_scale
     per_seq = per_seq + inference_activation_bytes(spec, s, p, own_workspace_tokens)
     free = room - inference_activation_bytes(spec, s, p, shared_workspace_tokens)
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -429,6 +521,7 @@ def _disaggregated(
     prefill_tp: int | None,
     attention_kernel: str | None = None,
     qs: tuple[float, ...] = PERCENTILES,
+    sp: Speculation | None = None,
 ) -> InferenceResult:
     """Separate prefill and decode pools (DistServe / Dynamo style) sharing one request stream."""
     ptp = prefill_tp or tp
@@ -453,8 +546,9 @@ def _disaggregated(
     C = np.asarray(concurrency if concurrency is not None else 1, dtype=np.float64)
     c_d = np.maximum(C / r_d, 1.0)
     tiers_p, tiers_d = device_tiers(cluster_p, cat), device_tiers(cluster_d, cat)
-    w_p, w_d = weight_bytes_per_device(spec, s_p, p), weight_bytes_per_device(spec, s_d, p)
-    kv_d = kv_bytes_per_sequence(spec, s_d, p, in_len + out_len) * np.ceil(c_d)
+    w_p = weight_bytes_per_device(spec, s_p, p)
+    w_d = weight_bytes_per_device(spec, s_d, p) + _drafter_weight_bytes(spec, s_d, p, sp)
+    kv_d = kv_bytes_per_sequence(spec, s_d, p, in_len + out_len) * _drafter_kv_scale(spec, p, sp) * np.ceil(c_d)
     act_d = inference_activation_bytes(spec, s_d, p, c_d)
     act_p = inference_activation_bytes(spec, s_p, p, in_len)
     place_p = place(w_p, float(np.max(act_p + kv_bytes_per_sequence(spec, s_p, p, in_len))), tiers_p)
@@ -472,18 +566,8 @@ def _disaggregated(
         place_p.weight_bandwidth_bytes_per_s,
         attention_kernel=kernel,
     )
-    decode_s, decode_times = _pass_time(
-        cluster_d,
-        spec,
-        s_d,
-        p,
-        c_d,
-        in_len,
-        "decode",
-        in_len + out_len / 2.0,
-        place_d.weight_bandwidth_bytes_per_s,
-        attention_kernel=kernel,
-    )
+    decode_pool = _Replica(cluster_d, spec, s_d, p, place_d.weight_bandwidth_bytes_per_s, kernel, sp)
+    decode_s, decode_times = decode_pool.decode(c_d, in_len, in_len + out_len / 2.0)
     # KV of the prompt moves from the prefill ranks to the decode ranks, rank pairs in parallel, over
     # the tier joining the two pools: scale-up only when both pools sit in one domain.
     link = resolve_cluster(hardware, n, cat).tier_spanning(n)
@@ -537,6 +621,8 @@ def _disaggregated(
         prefill_tp=ptp,
         kv_transfer_s=transfer,
         kv_link=f"{link.link.id} ({link.name})",
+        speculative=None if sp is None else sp.method,
+        tokens_per_step=decode_pool.tokens_per_step,
         ttft_p50_s=pcts[0],
         ttft_p90_s=pcts[1],
         ttft_p99_s=pcts[2],

@@ -146,9 +146,13 @@ def plan_inference(
     top: int = 5,
     catalog: Catalog | str | None = None,
     engine: str = "vllm",
+    speculative: str | None = None,
+    draft_tokens: int = 0,
+    acceptance: float | None = None,
 ) -> InferencePlans:
     """The plans that serve `workload` within `slo`, ranked by `objective` (module docstring).
-    disaggregated: None searches both modes, True/False only one."""
+    disaggregated: None searches both modes, True/False only one. engine: the serving engine whose
+    scheduler is modelled; speculative, draft_tokens, acceptance: speculative decoding (planner.speculative)."""
     if objective not in OBJECTIVES:
         raise InvalidSpecError(f"unknown objective '{objective}' (allowed: {', '.join(OBJECTIVES)})")
     if workload.rate_per_s <= 0:
@@ -179,6 +183,9 @@ def plan_inference(
                     engine=engine,
                     arrival="poisson",
                     ttft_percentile=slo.percentile,
+                    speculative=speculative,
+                    draft_tokens=draft_tokens,
+                    acceptance=acceptance,
                 )
                 key = f"{hw} {wp} tp={tp}"
                 if disaggregated is not True:
@@ -190,7 +197,8 @@ def plan_inference(
                         plans.append({**found, "hardware": device.id, "weight_precision": wp, "price": price})
             if disaggregated is not False:
                 evaluated += 1
-                found = _disaggregated(spec, hw, workload, slo, tps, wp, kv_precision, cat)
+                drafter = dict(speculative=speculative, draft_tokens=draft_tokens, acceptance=acceptance)
+                found = _disaggregated(spec, hw, workload, slo, tps, wp, kv_precision, cat, drafter)
                 if isinstance(found, str):
                     rejected[f"{hw} {wp} disaggregated"] = found
                 else:
@@ -313,7 +321,15 @@ def _aggregated_at(
 
 
 def _disaggregated(
-    spec: Any, hw: str, w: Workload, slo: Slo, tps: list[int], wp: str, kv: str | None, cat: Catalog
+    spec: Any,
+    hw: str,
+    w: Workload,
+    slo: Slo,
+    tps: list[int],
+    wp: str,
+    kv: str | None,
+    cat: Catalog,
+    drafter: dict[str, Any] | None = None,
 ) -> dict[str, Any] | str:
     """The cheapest rate-matched pair of pools over the TP options of each."""
     best: dict[str, Any] | None = None
@@ -337,6 +353,7 @@ def _disaggregated(
                 disaggregated=True,
                 prefill_devices=tp,
                 prefill_tp=tp,
+                **(drafter or {}),
             )
         except PlannerError as e:
             reasons.append(f"tp={tp}: {e}")

@@ -161,3 +161,46 @@ def test_aggregated_ttft_slo_binds_in_plans(catalog: Catalog) -> None:
     tight = plan_inference("llama3.1-8b", "h100-sxm", w, Slo(tight_ttft, 0.2), disaggregated=False, catalog=catalog)
     assert tight.best.ttft_s <= tight_ttft
     assert tight.best.devices > loose.best.devices
+
+
+def test_tokens_per_speculative_step_by_hand() -> None:
+    from planner.speculative import Speculation
+
+    assert Speculation("eagle", 3, 0.7).tokens_per_step == pytest.approx((1 - 0.7**4) / 0.3)  # 2.533
+    assert Speculation("mtp", 1, 0.85).tokens_per_step == pytest.approx(1.85)
+    assert Speculation("ngram", 4, 1.0).tokens_per_step == 5.0
+    assert Speculation("ngram", 4, 0.0).tokens_per_step == 1.0
+
+
+def test_speculative_step_costs_verify_plus_drafts(catalog: Catalog) -> None:
+    """At batch 1 (weight-bound): free drafts all accepted divide TPOT by nearly k + 1; none accepted
+    cost a k + 1-token verification; MTP adds one layer and the head per draft."""
+    kw = dict(tp=8, batch=1, input_len=2048, output_len=512, catalog=catalog)
+    plain = estimate_inference("llama3.1-70b", "h100-sxm", 8, **kw)
+    all_in = estimate_inference(
+        "llama3.1-70b", "h100-sxm", 8, speculative="ngram", draft_tokens=3, acceptance=1.0, **kw
+    )
+    none_in = estimate_inference(
+        "llama3.1-70b", "h100-sxm", 8, speculative="ngram", draft_tokens=1, acceptance=0.0, **kw
+    )
+    mtp = estimate_inference("llama3.1-70b", "h100-sxm", 8, speculative="mtp", draft_tokens=1, acceptance=0.0, **kw)
+    assert plain.tpot_s / 4 < all_in.tpot_s < plain.tpot_s / 3
+    assert plain.tpot_s < none_in.tpot_s < 1.2 * plain.tpot_s
+    decode = dict(plain.op_times)["decode"]
+    head = sum(float(t.total_s) for t in decode if t.op.name in ("embedding", "final_norm", "lm_head"))
+    layer = (plain.tpot_s - head) / 80  # one of the 80 decoder layers
+    assert mtp.tpot_s - none_in.tpot_s == pytest.approx(layer + head, rel=1e-6)
+    assert mtp.weight_bytes_per_device == pytest.approx(plain.weight_bytes_per_device * (1 + 1 / 80))
+    assert mtp.tokens_per_step == 1.0 and all_in.tokens_per_step == 4.0
+
+
+def test_speculative_knobs_are_checked(catalog: Catalog) -> None:
+    kw = dict(batch=1, catalog=catalog)
+    with pytest.raises(InvalidSpecError, match="need --speculative"):
+        estimate_inference("llama3.1-8b", "h100-sxm", 1, draft_tokens=2, **kw)
+    with pytest.raises(InvalidSpecError, match="--acceptance"):
+        estimate_inference("llama3.1-8b", "h100-sxm", 1, speculative="eagle", draft_tokens=2, acceptance=1.5, **kw)
+    with pytest.raises(InvalidSpecError, match="--draft-tokens"):
+        estimate_inference("llama3.1-8b", "h100-sxm", 1, speculative="eagle", draft_tokens=0, acceptance=0.5, **kw)
+    with pytest.raises(InvalidSpecError, match="unknown --speculative"):
+        estimate_inference("llama3.1-8b", "h100-sxm", 1, speculative="medusa", draft_tokens=2, acceptance=0.5, **kw)
