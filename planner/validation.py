@@ -207,11 +207,24 @@ def _training(cfg: dict[str, Any], metric: str, row: dict[str, Any], catalog: Ca
 
 # Engines named in a source as the catalogue's scheduler models. NVIDIA NIM's optimised profiles
 # for its LLM containers on data-centre GPUs run TensorRT-LLM (the NIM docs' "TRT-LLM" profiles).
-_ENGINE_ALIASES = {"nim": "trtllm", "tensorrt-llm": "trtllm", "trt-llm": "trtllm"}
+_ENGINE_ALIASES = {
+    "nim": "trtllm",
+    "tensorrt-llm": "trtllm",
+    "trt-llm": "trtllm",
+    "trtllm": "trtllm",
+    "vllm": "vllm",
+    "sglang": "sglang",
+}
 # The statistic a source reports, as the result field that models it.
 _TTFT_FIELDS = {"mean": "ttft_s", "median": "ttft_p50_s", "p50": "ttft_p50_s", "p90": "ttft_p90_s", "p99": "ttft_p99_s"}
 # MXFP4 (OCP microscaling) is FP4 E2M1 with block scales: the tensor cores' fp4 path.
 _PRECISION_ALIASES = {"mxfp4": "fp4", "nvfp4": "fp4"}
+
+
+def _engine_of(framework: str | None) -> str:
+    """The engine a row's framework names (rows written before the `engine` key); vLLM otherwise."""
+    text = (framework or "").lower()
+    return next((e for key, e in (("tensorrt", "trtllm"), ("sglang", "sglang")) if key in text), "vllm")
 
 
 def _precision(name: str | None) -> str | None:
@@ -226,8 +239,8 @@ def _inference(cfg: dict[str, Any], metric: str, row: dict[str, Any], catalog: C
     if cfg.get("request_rate"):
         raise NotEvaluable("open-loop rows at a request rate are not modelled yet (mean in-flight requests are)")
     devices = int(cfg["devices"])
-    engine = str(cfg.get("engine") or "vllm").lower()
-    engine = _ENGINE_ALIASES.get(engine, engine)
+    engine = _ENGINE_ALIASES.get(str(cfg.get("engine") or _engine_of(cfg.get("framework"))).lower(), "")
+    engine = engine or str(cfg.get("engine") or "vllm").lower()
     if engine not in ENGINES:
         raise NotEvaluable(f"engine '{engine}' has no scheduler model")
     common: dict[str, Any] = dict(
