@@ -81,7 +81,7 @@ def attention_compute_s(perf: DevicePerf, matmul_s: Array, exp_ops: object, hidd
     return np.maximum(matmul_s, softmax_s) + (1.0 - hidden) * np.minimum(matmul_s, softmax_s)
 
 
-def op_time(cluster: Cluster, op: Op, precision: str, weight_bandwidth: float | None = None) -> OpTime:
+def op_time(cluster: Cluster, op: Op, precision: str, weight_bandwidth: Any = None) -> OpTime:
     """Roofline time of one op (per instance); works on floats and on arrays alike."""
     perf = cluster.perf
     if op.op_class == "comm":
@@ -111,7 +111,7 @@ def op_time(cluster: Cluster, op: Op, precision: str, weight_bandwidth: float | 
     streamed = (
         op.activation_bytes + op.kv_bytes if isinstance(op.kv_bytes, np.ndarray) or op.kv_bytes else op.activation_bytes
     )
-    memory = streamed * (1.0 / main_bw) + op.weight_bytes / (weight_bandwidth or main_bw)
+    memory = streamed * (1.0 / main_bw) + op.weight_bytes / (main_bw if weight_bandwidth is None else weight_bandwidth)
     overhead = perf.kernel_overhead_s * op.kernels
     serial = op.cast_bytes * (1.0 / main_bw) if isinstance(op.cast_bytes, np.ndarray) or op.cast_bytes else 0.0
     return OpTime(op, compute, memory, 0.0, overhead, backward_compute, serial)  # type: ignore[arg-type]
@@ -126,9 +126,7 @@ def backward_s(t: OpTime, flops_factor: float) -> Array:
     return np.maximum(compute, t.memory_s * f_bytes) + t.serial_s * f_bytes + t.overhead_s
 
 
-def pass_times(
-    cluster: Cluster, ops: Sequence[Op], precision: str, weight_bandwidth: float | None = None
-) -> list[OpTime]:
+def pass_times(cluster: Cluster, ops: Sequence[Op], precision: str, weight_bandwidth: Any = None) -> list[OpTime]:
     return [op_time(cluster, op, precision, weight_bandwidth) for op in ops]
 
 

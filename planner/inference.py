@@ -18,7 +18,7 @@ the M/D/1 queue sees each prefill replica's share of the arrival rate.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -132,7 +132,7 @@ class _Replica:
     spec: ModelSpec
     s: Sharding
     p: Precisions
-    weight_bw: float
+    weight_bw: Any  # one number, or one per scenario when weights spill in some scenarios only
     kernel: str | None
     sp: Speculation | None
 
@@ -170,6 +170,8 @@ class _Replica:
         """Times of continuous-batching iterations carrying `decodes` sequences and `tokens` prompt
         tokens (planner.serving.iteration_shapes); with speculation the decodes verify k drafts each
         (costed like prompt tokens beside them) after the drafter's k steps."""
+        if isinstance(self.weight_bw, np.ndarray):  # the shapes sit on a trailing axis
+            return replace(self, weight_bw=self.weight_bw[..., None]).iterations(decodes, tokens, in_len, context)
         if self.sp is None:
             return self.pass_time(decodes, in_len, "mixed", context, prefill_tokens=tokens)[0]
         k = self.sp.draft_tokens
@@ -378,7 +380,7 @@ def estimate_inference(
     slots = _max_sequences(spec, s, p, room, held, 1.0, workspace, kv_scale) if serving else per_replica
     running = np.minimum(per_replica, slots) if serving else per_replica
     kv = kv_bytes_per_sequence(spec, s, p, held) * kv_scale * np.ceil(running)
-    placement = place(weights, float(np.max(kv + act)), tiers)
+    placement = place(weights, kv + act, tiers)
     max_len, max_out = float(np.max(in_len)), float(np.max(out_len))
     max_batch = _max_sequences(spec, s, p, room, max_len + max_out, max_len, 0.0, kv_scale) * dp_
     most_held = held_tokens(profile, np.asarray(max_len), np.asarray(max_out))
@@ -474,15 +476,18 @@ def _prefill_pool_queue(
     arrivals at the closed loop's rate); decode runs undisturbed, so tpot is the decode step."""
     P = np.asarray(prefill_one, dtype=np.float64)
     tpot = np.asarray(decode_step, dtype=np.float64)
-    ttft, rho = P + extra_ttft_s, np.zeros_like(P)
-    for _ in range(200):
+    ttft = np.broadcast_to(P + extra_ttft_s, np.broadcast_shapes(P.shape, np.shape(slots), np.shape(output_len)))
+    done = np.zeros(ttft.shape, dtype=bool)
+    for _ in range(200):  # each scenario stops on its own, so a sweep equals its single estimates
         rate = slots / (ttft + (output_len - 1.0) * tpot) / replicas
         rho = np.minimum(rate * P, 0.999)
         ttft_new = P + rho * P / (2.0 * (1.0 - rho)) + extra_ttft_s
-        if np.allclose(ttft_new, ttft, rtol=1e-10):
+        done = done | np.isclose(ttft_new, ttft, rtol=1e-10, atol=0.0)
+        if done.all():
             break
-        ttft = 0.5 * (ttft + ttft_new)
-    return ttft, tpot, rho
+        ttft = np.where(done, ttft, 0.5 * (ttft + ttft_new))
+    rate = slots / (ttft + (output_len - 1.0) * tpot) / replicas
+    return ttft, tpot, np.minimum(rate * P, 0.999)
 
 
 def _max_sequences(
@@ -551,8 +556,8 @@ def _disaggregated(
     kv_d = kv_bytes_per_sequence(spec, s_d, p, in_len + out_len) * _drafter_kv_scale(spec, p, sp) * np.ceil(c_d)
     act_d = inference_activation_bytes(spec, s_d, p, c_d)
     act_p = inference_activation_bytes(spec, s_p, p, in_len)
-    place_p = place(w_p, float(np.max(act_p + kv_bytes_per_sequence(spec, s_p, p, in_len))), tiers_p)
-    place_d = place(w_d, float(np.max(kv_d + act_d)), tiers_d)
+    place_p = place(w_p, act_p + kv_bytes_per_sequence(spec, s_p, p, in_len), tiers_p)
+    place_d = place(w_d, kv_d + act_d, tiers_d)
     kernel = attention_kernel
     prefill_s, prefill_times = _pass_time(
         cluster_p,
@@ -576,8 +581,8 @@ def _disaggregated(
     ttft, tpot, rho = _prefill_pool_queue(prefill_s, decode_s, out_len, C, float(r_p), transfer)
     fixed = prefill_s + transfer
     pcts = tuple(fixed + md1_wait_percentile_s(rho / prefill_s, prefill_s, q) for q in qs)
-    fits = np.asarray(place_p.fits and place_d.fits) & (rho < 0.999)
-    reason = place_d.reason if not place_d.fits else place_p.reason if not place_p.fits else "fits"
+    fits = np.asarray(place_p.fits) & np.asarray(place_d.fits) & (rho < 0.999)
+    reason = place_d.reason if not np.all(place_d.fits) else place_p.reason if not np.all(place_p.fits) else "fits"
     if np.any(rho >= 0.999):
         reason = f"the prefill pool saturates (rho={float(np.max(rho)):.2f}): add prefill devices"
     e2e = ttft + (out_len - 1.0) * tpot

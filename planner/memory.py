@@ -11,6 +11,7 @@ bandwidth. `fits` is False, with the reason, only when every tier together is to
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -118,52 +119,57 @@ def _host_link_bandwidth(cluster: Cluster) -> float:
 
 @dataclass(frozen=True)
 class Placement:
-    """How `needed` bytes spread over the tiers, and the bandwidth weight reads then see."""
+    """How `needed` bytes spread over the tiers, and the bandwidth weight reads then see. Per
+    scenario when the other bytes are an array (a sweep): `fits`, `spill_bytes` and the weight
+    bandwidth are then arrays too (the bandwidth stays one number when every scenario shares it);
+    `reason` describes the first scenario that does not fit, or the largest spill."""
 
-    fits: bool
+    fits: Any
     reason: str
-    spill_bytes: float  # bytes beyond the first tier
-    weight_bandwidth_bytes_per_s: float  # harmonic mix of the tiers the weights landed in
+    spill_bytes: Any  # bytes beyond the first tier
+    weight_bandwidth_bytes_per_s: Any  # harmonic mix of the tiers the weights landed in
     tiers: tuple[MemoryTierUse, ...]
 
 
-def place(weights: float, other: float, tiers: list[tuple[str, float, float]]) -> Placement:
+def place(weights: float, other: Any, tiers: list[tuple[str, float, float]]) -> Placement:
     """KV cache and activations stay in the first tier (they are read every step at random);
-    weights fill what is left and overflow, in order, to the slower tiers."""
+    weights fill what is left and overflow, in order, to the slower tiers. Element by element
+    over `other`."""
+    o = np.asarray(other, dtype=np.float64)
     name0, cap0, bw0 = tiers[0]
-    if other > cap0:
-        return Placement(
-            False,
-            f"KV cache and activations need {other / 1e9:.1f} GB but {name0} holds {cap0 / 1e9:.1f} GB usable",
-            max(0.0, other - cap0),
-            bw0,
-            (),
-        )
-    remaining = weights
+    remaining = np.full_like(o, weights)
     uses = []
-    time_per_byte = 0.0
-    for i, (name, cap, bw) in enumerate(tiers):
-        room = cap - other if i == 0 else cap
-        take = min(max(room, 0.0), remaining)
-        uses.append(MemoryTierUse(name, cap, bw, take + (other if i == 0 else 0.0)))
-        time_per_byte += take / bw if weights > 0 else 0.0
-        remaining -= take
-    if remaining > 1e-6 * max(weights, 1.0):
+    time_per_byte = np.zeros_like(o)
+    for i, (name, cap, tier_bw) in enumerate(tiers):
+        room = cap - o if i == 0 else np.full_like(o, cap)
+        take = np.minimum(np.maximum(room, 0.0), remaining)
+        uses.append(MemoryTierUse(name, cap, tier_bw, take + (o if i == 0 else 0.0)))
+        time_per_byte = time_per_byte + (take / tier_bw if weights > 0 else 0.0)
+        remaining = remaining - take
+    crowded = o > cap0  # the KV cache and activations alone overflow the first tier
+    short = remaining > 1e-6 * max(weights, 1.0)  # every tier together is too small
+    fits = ~crowded & ~short
+    spill = np.maximum(0.0, weights + o - cap0)
+    bw = np.where(fits & (time_per_byte > 0), weights / np.where(time_per_byte > 0, time_per_byte, 1.0), bw0)
+    if crowded.any():
+        worst = float(np.max(o))
+        reason = f"KV cache and activations need {worst / 1e9:.1f} GB but {name0} holds {cap0 / 1e9:.1f} GB usable"
+    elif short.any():
         total = sum(c for _, c, _ in tiers)
-        return Placement(
-            False,
-            f"needs {(weights + other) / 1e9:.1f} GB per device but its tiers hold "
-            f"{total / 1e9:.1f} GB in all ({', '.join(n for n, _, _ in tiers)})",
-            weights + other - cap0,
-            bw0,
-            tuple(uses),
+        reason = (
+            f"needs {(weights + float(np.max(o))) / 1e9:.1f} GB per device but its tiers hold "
+            f"{total / 1e9:.1f} GB in all ({', '.join(n for n, _, _ in tiers)})"
         )
-    spill = max(0.0, weights + other - cap0)
-    mixed_bw = weights / time_per_byte if time_per_byte > 0 else bw0
+    elif spill.max() > 0:
+        reason = f"{float(spill.max()) / 1e9:.1f} GB of weights spill past {name0}"
+    else:
+        reason = "fits"
+    one = o.ndim == 0
+    shared_bw = bw.size and np.all(bw == bw.flat[0])
     return Placement(
-        True,
-        "fits" if spill == 0 else f"{spill / 1e9:.1f} GB of weights spill past {name0}",
-        spill,
-        mixed_bw,
+        bool(fits) if one else fits,
+        reason,
+        float(spill) if one else spill,
+        float(bw.flat[0]) if shared_bw else bw,
         tuple(uses),
     )
