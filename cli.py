@@ -322,6 +322,12 @@ def estimate_inference_cmd(
     speculative: SpeculativeOpt = None,
     draft_tokens: DraftTokensOpt = 0,
     acceptance: AcceptanceOpt = None,
+    redundant_experts: Annotated[
+        int, typer.Option(min=0, help="MoE: extra expert slots over the EP group (EPLB replicas).")
+    ] = 0,
+    two_batch_overlap: Annotated[
+        bool, typer.Option(help="MoE: two half batches hide each other's expert all-to-alls (SGLang TBO).")
+    ] = False,
     out: OutOpt = None,
     force: ForceOpt = False,
     fmt: FormatOpt = Format.table,
@@ -360,6 +366,8 @@ def estimate_inference_cmd(
         speculative=speculative,
         draft_tokens=draft_tokens,
         acceptance=acceptance,
+        redundant_experts=redundant_experts,
+        two_batch_overlap=two_batch_overlap,
     )
     keys = [
         "model",

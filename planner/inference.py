@@ -135,6 +135,7 @@ class _Replica:
     weight_bw: Any  # one number, or one per scenario when weights spill in some scenarios only
     kernel: str | None
     sp: Speculation | None
+    two_batch_overlap: bool = False
 
     @property
     def tokens_per_step(self) -> float:
@@ -155,6 +156,7 @@ class _Replica:
             self.weight_bw,
             prefill_tokens=prefill_tokens,
             attention_kernel=self.kernel,
+            two_batch_overlap=self.two_batch_overlap,
         )
 
     def decode(self, batch: Array, in_len: Array, context: Array) -> tuple[Array, list[OpTime]]:
@@ -226,8 +228,19 @@ def _pass_time(
     weight_bw: float,
     prefill_tokens: Any = 0.0,
     attention_kernel: str | None = None,
+    two_batch_overlap: bool = False,
 ) -> tuple[Array, list[OpTime]]:
-    """Latency of one pass through all pipeline stages (a request visits each stage in turn)."""
+    """Latency of one pass through all pipeline stages (a request visits each stage in turn).
+
+    two_batch_overlap (SGLang --enable-two-batch-overlap, DeepSeek's dual micro-batch overlap): the
+    batch runs as two halves whose expert all-to-alls hide under each other's compute; each half
+    reads the weights again, so the pass is 2 x max(compute, all-to-all) of a half batch."""
+    if two_batch_overlap and s.ep > 1:
+        half, times = _pass_time(
+            cluster, spec, s, p, batch / 2.0, seq, phase, context, weight_bw, prefill_tokens / 2.0, attention_kernel
+        )
+        a2a = sum((t.total_s for t in times if t.op.comm_tier == "ep"), np.zeros(())) * s.pp
+        return 2.0 * np.maximum(half - a2a, a2a), times
     kernel = attention_kernel
     ops = phase_ops(spec, s, p, batch, seq, phase, context, 0, prefill_tokens, attention_kernel=kernel)
     times = pass_times(cluster, ops, p.compute, weight_bw)
@@ -272,6 +285,8 @@ def estimate_inference(
     speculative: str | None = None,
     draft_tokens: int = 0,
     acceptance: float | None = None,
+    redundant_experts: int = 0,
+    two_batch_overlap: bool = False,
 ) -> InferenceResult:
     """Estimate one inference configuration. `batch` (static) or `concurrency` (serving); lengths,
     batch and concurrency may be numpy arrays to evaluate many scenarios at once. attention_kernel:
@@ -281,7 +296,9 @@ def estimate_inference(
     and `num_prompts` is the closed-loop benchmark's length (10 x C by default). TTFT comes as the
     mean and at p50/p90/p99, and at `ttft_percentile` when given (ttft_percentile_s).
     Speculative decoding (planner.speculative): `speculative` names the drafter (mtp, eagle, ngram,
-    draft:MODEL), `draft_tokens` its k and `acceptance` the per-token acceptance probability."""
+    draft:MODEL), `draft_tokens` its k and `acceptance` the per-token acceptance probability.
+    MoE: `redundant_experts` extra expert slots over the EP group (EP need only divide experts +
+    redundant), `two_batch_overlap` hides the expert all-to-alls under the other half batch."""
     cat = catalog if isinstance(catalog, Catalog) else load_catalog(catalog)
     knobs = {"batch": batch, "concurrency": concurrency, "input_len": input_len, "output_len": output_len}
     if sweep_size(*knobs.values()) > CHUNK:
@@ -311,6 +328,8 @@ def estimate_inference(
             speculative=speculative,
             draft_tokens=draft_tokens,
             acceptance=acceptance,
+            redundant_experts=redundant_experts,
+            two_batch_overlap=two_batch_overlap,
         )
     spec = resolve_model(model, cat)
     draft = resolve_model(speculative[6:], cat) if speculative and speculative.startswith("draft:") else None
@@ -344,6 +363,8 @@ def estimate_inference(
             attention_kernel,
             qs,
             sp,
+            redundant_experts,
+            two_batch_overlap,
         )
     n = devices if devices is not None else group * (dp or 1)
     dp_ = dp if dp is not None else n // group
@@ -352,7 +373,9 @@ def estimate_inference(
     if ep > tp * dp_ or (tp * dp_) % ep:
         raise InvalidSpecError(f"ep ({ep}) must divide tp x dp ({tp * dp_}): experts are spread over those ranks")
     cluster = resolve_cluster(hardware, n, cat)
-    s = Sharding(tp=tp, pp=pp, ep=ep)
+    s = Sharding(tp=tp, pp=pp, ep=ep, redundant_experts=redundant_experts)
+    if two_batch_overlap and (s.ep == 1 or s.pp > 1):
+        raise InvalidSpecError("--two-batch-overlap needs expert parallelism (--ep > 1) and --pp 1")
     check_sharding(spec, s)
     in_len, out_len, per_replica = np.broadcast_arrays(
         np.asarray(input_len, dtype=np.float64),
@@ -389,7 +412,7 @@ def estimate_inference(
     context_mid = in_len + out_len / 2.0
     # serving prefills one prompt at a time (batched with the running decodes); a static batch all at once
     prompts = per_replica if concurrency is None else np.ones_like(per_replica)
-    rep = _Replica(cluster, spec, s, p, placement.weight_bandwidth_bytes_per_s, attention_kernel, sp)
+    rep = _Replica(cluster, spec, s, p, placement.weight_bandwidth_bytes_per_s, attention_kernel, sp, two_batch_overlap)
     prefill_s, prefill_times = rep.pass_time(prompts, in_len, "prefill", None)
     active = np.maximum(running, 1.0)
     decode_s, decode_times = rep.decode(active, in_len, context_mid)
@@ -527,6 +550,8 @@ def _disaggregated(
     attention_kernel: str | None = None,
     qs: tuple[float, ...] = PERCENTILES,
     sp: Speculation | None = None,
+    redundant_experts: int = 0,
+    two_batch_overlap: bool = False,
 ) -> InferenceResult:
     """Separate prefill and decode pools (DistServe / Dynamo style) sharing one request stream."""
     ptp = prefill_tp or tp
@@ -543,7 +568,8 @@ def _disaggregated(
     cluster_p = resolve_cluster(hardware, n_p, cat)
     cluster_d = resolve_cluster(hardware, n_d, cat)
     r_p, r_d = n_p // ptp, n_d // decode_group
-    s_p, s_d = Sharding(tp=ptp, ep=min(ep, ptp)), Sharding(tp=tp, pp=pp, ep=ep)
+    s_p = Sharding(tp=ptp, ep=min(ep, ptp))
+    s_d = Sharding(tp=tp, pp=pp, ep=ep, redundant_experts=redundant_experts)
     check_sharding(spec, s_p)
     check_sharding(spec, s_d)
     in_len = np.asarray(input_len, dtype=np.float64)
@@ -571,7 +597,7 @@ def _disaggregated(
         place_p.weight_bandwidth_bytes_per_s,
         attention_kernel=kernel,
     )
-    decode_pool = _Replica(cluster_d, spec, s_d, p, place_d.weight_bandwidth_bytes_per_s, kernel, sp)
+    decode_pool = _Replica(cluster_d, spec, s_d, p, place_d.weight_bandwidth_bytes_per_s, kernel, sp, two_batch_overlap)
     decode_s, decode_times = decode_pool.decode(c_d, in_len, in_len + out_len / 2.0)
     # KV of the prompt moves from the prefill ranks to the decode ranks, rank pairs in parallel, over
     # the tier joining the two pools: scale-up only when both pools sit in one domain.

@@ -40,14 +40,16 @@ class MemoryTierUse:
 
 
 def weight_bytes_per_device(spec: ModelSpec, s: Sharding, p: Precisions) -> float:
-    """Weights on one device: dense parts split over TP x PP, routed experts over EP x expert TP."""
+    """Weights on one device: dense parts split over TP x PP, routed expert slots (the experts and
+    their redundant replicas) over EP x expert TP."""
     counts = parameter_counts(spec)
     m = moe_layer_params(spec)
-    experts = 0.0
+    experts = slots = 0.0
     if m is not None and spec.moe is not None:
-        experts = float(m.routed_expert.total * spec.moe.experts * moe_layer_count(spec))
+        per_expert = float(m.routed_expert.total * moe_layer_count(spec))
+        experts, slots = per_expert * spec.moe.experts, per_expert * (spec.moe.experts + s.redundant_experts)
     dense = counts.total - experts
-    return (dense / (s.tp * s.pp) + experts / (s.ep * s.expert_tp * s.pp)) * p.weight_bytes
+    return (dense / (s.tp * s.pp) + slots / (s.ep * s.expert_tp * s.pp)) * p.weight_bytes
 
 
 def kv_bytes_per_sequence(spec: ModelSpec, s: Sharding, p: Precisions, tokens: object) -> Array:

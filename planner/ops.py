@@ -43,6 +43,7 @@ class Sharding:
     cp: int = 1
     pp: int = 1
     sp: bool = False  # sequence parallelism inside TP: norms and dropout on 1/tp of the tokens
+    redundant_experts: int = 0  # extra expert slots (EPLB replicas of hot experts) across the EP group
 
     def __post_init__(self) -> None:
         for name in ("tp", "ep", "cp", "pp"):
@@ -191,8 +192,9 @@ def check_sharding(spec: ModelSpec, s: Sharding) -> None:
     if s.pp > spec.layers:
         raise InvalidSpecError(f"pp ({s.pp}) exceeds the model's layers ({spec.layers})")
     if spec.moe is not None:
-        divisible("routed experts", spec.moe.experts, s.ep, "ep")
-    elif s.ep > 1:
+        what = "routed experts" if not s.redundant_experts else "expert slots (experts + redundant)"
+        divisible(what, spec.moe.experts + s.redundant_experts, s.ep, "ep")
+    elif s.ep > 1 or s.redundant_experts:
         raise InvalidSpecError(f"ep={s.ep} needs a mixture-of-experts model ({spec.id} is dense)")
 
 
@@ -425,6 +427,10 @@ def _tp_comm(spec: ModelSpec, s: Sharding, p: Precisions, t: Array, layers: floa
     return [_comm(f"{where}_all_reduce", "all-reduce", size, s.tp, layers, "tp")]
 
 
+# Bytes per element of an FP8 dispatch: the value and a 4-byte scale per 128-element block.
+DISPATCH_FP8_BYTES = 1.0 + 4.0 / 128.0
+
+
 def _ffn_ops(spec: ModelSpec, s: Sharding, p: Precisions, t: Array, n_dense: float, n_moe: float) -> list[Op]:
     h, f = spec.hidden_size, spec.ffn
     moe = spec.moe
@@ -442,7 +448,8 @@ def _ffn_ops(spec: ModelSpec, s: Sharding, p: Precisions, t: Array, n_dense: flo
         return ops
     ops.append(_gemm("router", t, h, moe.experts, p, n_moe, "moe"))
     ops.append(_elementwise("router_topk", t, moe.experts, 1.0, 4.0, p, n_moe))  # softmax/sigmoid + top-k
-    experts_local = moe.experts / s.ep
+    # expert slots on this device: redundant replicas let EP48 or EP72 hold 256 experts (288 slots)
+    experts_local = (moe.experts + s.redundant_experts) / s.ep
     expert_ffn = moe.expert_ffn_size / s.expert_tp
     inside = s.ep_within_tp  # the TP group's replicated tokens each meet their experts' group
     # tokens entering the MoE on this device; with EP across the TP group they are split first
@@ -452,7 +459,9 @@ def _ffn_ops(spec: ModelSpec, s: Sharding, p: Precisions, t: Array, n_dense: flo
     pairs_local = routed / s.ep if inside else routed
     # expected local experts that receive at least one token (weights of the rest are not read)
     all_tokens = t_moe if inside else t_moe * s.ep
-    touched = experts_local * (1.0 - (1.0 - moe.top_k / moe.experts) ** all_tokens)
+    # a replicated expert's tokens split over its slots: each slot sees a share of its expert's
+    slots = moe.experts + s.redundant_experts
+    touched = experts_local * (1.0 - (1.0 - moe.top_k / slots) ** all_tokens)
     per_expert_tokens = pairs_local / np.maximum(touched, 1e-9)
     expert_weights = (up_width + 1) * h * expert_ffn * p.weight_bytes
     flops = pairs_local * (2.0 * h * expert_ffn * (up_width + 1))
@@ -474,10 +483,12 @@ def _ffn_ops(spec: ModelSpec, s: Sharding, p: Precisions, t: Array, n_dense: flo
     ops.append(_elementwise("moe_permute", routed, h, 1.0, 0.0, p, n_moe))
     ops.append(_elementwise("moe_unpermute", routed, h, 1.0, 1.0, p, n_moe))
     if s.ep > 1 and not inside:
-        dispatch = routed * (h * p.act_bytes)
+        # DeepEP / DeepSeek-V3 (arXiv 2412.19437 section 3.3): with 8-bit GEMMs the tokens are
+        # quantised before dispatch (FP8 plus one fp32 scale per 128 elements); combine stays 16-bit
+        dispatch_bytes = DISPATCH_FP8_BYTES if p.compute in ("fp8", "int8", "fp4") else p.act_bytes
         ops += [
-            _comm("ep_dispatch", "all-to-all", dispatch, s.ep, n_moe, "ep"),
-            _comm("ep_combine", "all-to-all", dispatch, s.ep, n_moe, "ep"),
+            _comm("ep_dispatch", "all-to-all", routed * (h * dispatch_bytes), s.ep, n_moe, "ep"),
+            _comm("ep_combine", "all-to-all", routed * (h * p.act_bytes), s.ep, n_moe, "ep"),
         ]
     if moe.shared_experts:
         shared = (moe.shared_expert_ffn_size or moe.expert_ffn_size) * moe.shared_experts / s.tp

@@ -239,3 +239,50 @@ def test_issue_11_example_tpot_per_scenario(catalog: Catalog) -> None:
     many = estimate_inference("qwen3-32b", "h100-sxm", 1, concurrency=np.array([1, 64]), **kw)
     one = estimate_inference("qwen3-32b", "h100-sxm", 1, concurrency=1, **kw)
     assert many.tpot_s[0] == pytest.approx(one.tpot_s) and one.tpot_s < 0.05
+
+
+def test_moe_dispatch_in_fp8_and_combine_in_bf16() -> None:
+    from planner.catalog import load_catalog, resolve_model
+    from planner.ops import DISPATCH_FP8_BYTES, Precisions, Sharding, phase_ops
+
+    spec = resolve_model("deepseek-v3", load_catalog())
+    s = Sharding(tp=1, ep=8)
+    for weights, dispatch_bytes in (("fp8", DISPATCH_FP8_BYTES), ("bf16", 2.0)):
+        ops = {o.name: o for o in phase_ops(spec, s, Precisions(weights), 64, 1.0, "decode", 4096.0)}
+        routed = 64 * spec.moe.top_k  # token-expert pairs leaving this device
+        assert ops["ep_dispatch"].activation_bytes == pytest.approx(routed * spec.hidden_size * dispatch_bytes)
+        assert ops["ep_combine"].activation_bytes == pytest.approx(routed * spec.hidden_size * 2.0)
+
+
+def test_redundant_experts_let_ep_skip_dividing_the_experts(catalog: Catalog) -> None:
+    from planner.catalog import resolve_model
+    from planner.memory import weight_bytes_per_device
+    from planner.ops import Precisions, Sharding
+    from workloads.derived import moe_layer_count, moe_layer_params
+
+    kw = dict(tp=1, ep=72, weight_precision="fp8", concurrency=512, catalog=catalog)
+    with pytest.raises(InvalidSpecError, match="not divisible by ep"):
+        estimate_inference("deepseek-v3", "gb200-nvl72", 72, **kw)
+    r = estimate_inference("deepseek-v3", "gb200-nvl72", 72, redundant_experts=32, **kw)
+    spec = resolve_model("deepseek-v3", catalog)
+    plain = weight_bytes_per_device(spec, Sharding(tp=1, ep=8), Precisions("fp8"))
+    per_expert = moe_layer_params(spec).routed_expert.total * moe_layer_count(spec)  # fp8: a byte each
+    assert r.weight_bytes_per_device == pytest.approx(plain - per_expert * (256 / 8 - 288 / 72))
+
+
+def test_two_batch_overlap_hides_the_all_to_all(catalog: Catalog) -> None:
+    from planner.catalog import resolve_model
+    from planner.cluster import resolve_cluster
+    from planner.inference import _pass_time
+    from planner.ops import Precisions, Sharding
+
+    spec, cluster = resolve_model("deepseek-v3", catalog), resolve_cluster("h200-sxm", 8, catalog)
+    s, p = Sharding(tp=1, ep=8), Precisions("fp8")
+    args = (cluster, spec, s, p)
+    tail = (np.asarray(4096.0), "prefill", None, 4.8e12)
+    half, times = _pass_time(*args, np.asarray(1.0), *tail)
+    a2a = sum(float(t.total_s) for t in times if t.op.comm_tier == "ep")
+    both, _ = _pass_time(*args, np.asarray(2.0), *tail, two_batch_overlap=True)
+    assert both == pytest.approx(2 * max(half - a2a, a2a))
+    plain, _ = _pass_time(*args, np.asarray(2.0), *tail)
+    assert both < plain  # prefill: compute-bound halves hide the all-to-all
