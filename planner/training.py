@@ -276,8 +276,12 @@ def estimate_training(
 
     weights_local = weight_bytes_per_device(spec, s, Precisions("bf16"))
     params_local = weights_local / 2.0
-    dp_exposed, ag_exposed = _dp_comm(cluster, s, dp_, z, params_local, bwd, fwd, m, dp_overlap)
-    sharded = np.where(z >= 1, dp_, 1)
+    # gradients are summed, and ZeRO / the distributed optimizer shards, over the data-parallel
+    # ranks and the context-parallel ranks together: both hold the same weights (Megatron-core's
+    # data-parallel group "with context parallel"; torchtitan folds CP into the FSDP mesh)
+    replicas = dp_ * cp
+    dp_exposed, ag_exposed = _dp_comm(cluster, s, replicas, z, params_local, bwd, fwd, m, dp_overlap)
+    sharded = np.where(z >= 1, replicas, 1)
     optimizer_s = params_local / sharded * OPTIMIZER_TRAFFIC_BYTES_PER_PARAM / cluster.perf.memory_bandwidth_bytes_per_s
 
     step = m * t_mb + bubble + pp_comm + dp_exposed + ag_exposed + optimizer_s
@@ -289,10 +293,12 @@ def estimate_training(
     hfu = executed_per_device / step / peak
 
     # memory on the first stage (it holds the most in-flight micro-batches)
-    grad_bytes = params_local * 4.0 / np.where(z >= 2, dp_, 1)  # fp32 main gradients
+    grad_bytes = params_local * 4.0 / np.where(z >= 2, replicas, 1)  # fp32 main gradients
     opt_bytes = params_local * OPTIMIZER_BYTES_PER_PARAM / sharded
-    w_bytes = weights_local / np.where(z >= 3, dp_, 1)
-    in_flight = pp * (1 + (pp - 1) / (pp * v)) if pp > 1 else np.ones_like(v)
+    w_bytes = weights_local / np.where(z >= 3, replicas, 1)
+    # micro-batches whose activations the first stage holds: pp under 1F1B; interleaving over v
+    # chunks holds pp (1 + (pp - 1) / (pp v)) (Korthikanti et al. 2022, section 4.2.3)
+    in_flight = np.where(v > 1, pp * (1 + (pp - 1) / (pp * v)), float(pp)) if pp > 1 else np.ones_like(v)
     layers_local = -(-spec.layers // pp)  # the first stage holds the most layers
     unfused = attention_kernel == UNFUSED_ATTENTION
     per_layer = np.where(
@@ -419,11 +425,12 @@ def _dp_comm(
     micro_batches: Array,
     overlap: bool = True,
 ) -> tuple[Array, Array]:
-    """Exposed DP gradient reduction and parameter gathering (see the module docstring); zero may be an array.
+    """Exposed gradient reduction and parameter gathering over the `dp` ranks that hold the same
+    weights (data x context parallel; see the module docstring); zero may be an array.
     overlap=False: the gradients are reduced only after the last micro-batch's backward has finished."""
     if dp == 1:
         return np.zeros(1), np.zeros(1)
-    stride = s.tp * s.pp * s.cp
+    stride = s.tp * s.pp  # dp counts the context-parallel ranks too (they hold the same weights)
     grads = params_local * bytes_per_element("fp32")
     params = params_local * bytes_per_element("bf16")
     all_reduce = collective_time(cluster, "all-reduce", grads, dp, stride=stride).time_s

@@ -23,7 +23,7 @@ from planner.catalog import Catalog, load_catalog
 from workloads.schema import ModelSpec
 
 VALIDATION_FILE = Path(__file__).resolve().parent.parent / "validation" / "measurements.yaml"
-CATEGORIES = ("gemm", "attention", "memory-bandwidth", "collective", "training", "inference")
+CATEGORIES = ("gemm", "attention", "memory-bandwidth", "collective", "training", "inference", "memory")
 
 
 @dataclass(frozen=True)
@@ -153,11 +153,12 @@ def _collective(cfg: dict[str, Any], metric: str, row: dict[str, Any], catalog: 
     return float(r.busbw_bytes_per_s if metric == "busbw_bytes_per_s" else r.algbw_bytes_per_s)
 
 
-def _training(cfg: dict[str, Any], metric: str, row: dict[str, Any], catalog: Catalog) -> float:
+def _training_result(cfg: dict[str, Any], catalog: Catalog) -> Any:
+    """The training estimate for a row's configuration (training and memory rows)."""
     from planner.catalog import resolve_model
-    from planner.training import estimate_training, model_flops_per_token
+    from planner.training import estimate_training
 
-    _need(cfg, "model", "devices", "global_batch", "seq_len")
+    _need(cfg, "model", "devices", "seq_len")
     if cfg.get("tp") is None and cfg.get("pp") is None and cfg.get("dp") is None and cfg["devices"] > 8:
         raise NotEvaluable("config does not state tp, pp or dp")
     tp, pp, cp = int(cfg.get("tp") or 1), int(cfg.get("pp") or 1), int(cfg.get("cp") or 1)
@@ -165,11 +166,12 @@ def _training(cfg: dict[str, Any], metric: str, row: dict[str, Any], catalog: Ca
         inline_model(cfg["model"], cfg["model_arch"]) if cfg.get("model_arch") else resolve_model(cfg["model"], catalog)
     )
     dp = int(cfg["devices"]) // (tp * pp * cp)
-    gb = int(cfg["global_batch"])
     mb = int(cfg.get("micro_batch") or 1)
+    # a memory row may leave the global batch out: one micro-batch per pipeline stage in flight
+    gb = int(cfg.get("global_batch") or mb * max(dp, 1) * max(pp, 1))
     if gb % (mb * max(dp, 1)):
         raise NotEvaluable(f"global batch {gb} is not a multiple of micro_batch x dp ({mb} x {dp})")
-    r = estimate_training(
+    return estimate_training(
         model,
         _hardware(cfg),
         int(cfg["devices"]),
@@ -188,6 +190,17 @@ def _training(cfg: dict[str, Any], metric: str, row: dict[str, Any], catalog: Ca
         catalog=catalog,
         attention_kernel=cfg.get("attention_kernel"),
         dp_overlap=cfg.get("dp_overlap", True),
+    )
+
+
+def _training(cfg: dict[str, Any], metric: str, row: dict[str, Any], catalog: Catalog) -> float:
+    from planner.catalog import resolve_model
+    from planner.training import model_flops_per_token
+
+    _need(cfg, "global_batch")
+    r = _training_result(cfg, catalog)
+    model = (
+        inline_model(cfg["model"], cfg["model_arch"]) if cfg.get("model_arch") else resolve_model(cfg["model"], catalog)
     )
     per_device = float(r.tokens_per_s) / r.devices
     if metric == "flops_per_s_per_device":
@@ -286,6 +299,18 @@ def _inference(cfg: dict[str, Any], metric: str, row: dict[str, Any], catalog: C
     return values[metric]
 
 
+def _memory_footprint(cfg: dict[str, Any], metric: str, row: dict[str, Any], catalog: Catalog) -> float:
+    """Peak memory per device, or whether a published setup fits (1) or ran out of memory (0)."""
+    if (cfg.get("phase") or "training") != "training":
+        raise NotEvaluable("inference memory rows are not modelled yet")
+    r = _training_result(cfg, catalog)
+    if metric == "peak_memory_bytes":
+        return float(r.memory_per_device_bytes)
+    if metric == "fits":
+        return 1.0 if bool(np.all(r.fits)) else 0.0
+    raise NotEvaluable(f"memory metric '{metric}' is not modelled")
+
+
 _PREDICTORS = {
     "gemm": _gemm,
     "attention": _attention,
@@ -293,6 +318,7 @@ _PREDICTORS = {
     "collective": _collective,
     "training": _training,
     "inference": _inference,
+    "memory": _memory_footprint,
 }
 
 
@@ -301,6 +327,13 @@ def predict(row: dict[str, Any], catalog: Catalog) -> float:
     if fn is None:
         raise NotEvaluable(f"category '{row['category']}' is not modelled")
     return fn(row["config"], row["metric"], row, catalog)
+
+
+def _error(row: dict[str, Any], predicted: float) -> float:
+    """Signed relative error; a fit/OOM fact is right (0) or wrong (1)."""
+    if row["metric"] == "fits":
+        return 0.0 if predicted == float(row["measured"]) else 1.0
+    return predicted / float(row["measured"]) - 1.0
 
 
 def load_rows(path: Path | None = None) -> list[dict[str, Any]]:
@@ -323,7 +356,7 @@ def run_validation(
         error: float | None = None
         try:
             predicted = predict(row, cat)
-            error = predicted / float(row["measured"]) - 1.0
+            error = _error(row, predicted)
             status = "calibration" if row.get("calibration") else "ok"
         except NotEvaluable as e:
             status = f"not evaluable: {e}"
@@ -348,12 +381,19 @@ def run_validation(
 
 
 # Inference rows are also summarised per metric: TTFT, TPOT and throughput fail differently.
-SERVING_METRICS = {"inference ttft": ("ttft_s",), "inference tpot": ("tpot_s",)}
+# Memory rows likewise: a peak in bytes, and fit/OOM facts (their "error" is the share called wrong).
+SERVING_METRICS = {
+    "inference ttft": ("inference", ("ttft_s",)),
+    "inference tpot": ("inference", ("tpot_s",)),
+    "memory peak": ("memory", ("peak_memory_bytes",)),
+    "memory fit": ("memory", ("fits",)),
+}
 
 
 def _group(c: str, rows: list[ValidationRow]) -> list[ValidationRow]:
     if c in SERVING_METRICS:
-        return [r for r in rows if r.category == "inference" and r.metric in SERVING_METRICS[c]]
+        category, metrics = SERVING_METRICS[c]
+        return [r for r in rows if r.category == category and r.metric in metrics]
     return [r for r in rows if r.category == c]
 
 

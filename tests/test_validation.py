@@ -16,7 +16,9 @@ def test_every_row_is_sourced_and_complete() -> None:
     assert len({r["id"] for r in rows}) == len(rows)
     for r in rows:
         assert r["category"] in CATEGORIES, r["id"]
-        assert isinstance(r["measured"], (int, float)) and r["measured"] > 0, r["id"]
+        assert isinstance(r["measured"], (int, float)), r["id"]
+        # a fit/OOM fact is 1 or 0; every other measurement is a positive quantity
+        assert r["measured"] in (0, 1) if r["metric"] == "fits" else r["measured"] > 0, r["id"]
         assert len(r.get("source", "")) > 20, r["id"]
         assert r.get("config", {}).get("hardware"), r["id"]
 
@@ -28,7 +30,7 @@ def test_runner_predicts_most_rows_and_reports_the_rest(catalog: Catalog) -> Non
     for r in rows:
         assert r.status in ("ok", "calibration") or r.status.startswith("not evaluable: "), r
         if r.predicted is not None:
-            assert r.predicted > 0 and r.error is not None
+            assert (r.predicted in (0.0, 1.0) if r.metric == "fits" else r.predicted > 0) and r.error is not None
     assert {s.category for s in summary} == set(CATEGORIES) | set(SERVING_METRICS)
     families = {
         catalog.device(r.hardware).family
@@ -50,7 +52,7 @@ def test_calibration_rows_are_predicted_closely(catalog: Catalog) -> None:
 
 GATE = 0.15
 # Serving latency is judged per metric, at the targets of issue 10 (TTFT within 30%, TPOT within 12%).
-GATES = {"inference ttft": 0.30, "inference tpot": 0.12}
+GATES = {"inference ttft": 0.30, "inference tpot": 0.12, "memory peak": 0.10, "memory fit": 0.0}
 # Categories whose median error is above the gate, with the reason. The model is not tuned until
 # they pass: each stays an expected failure, and strict=True turns it red the day it starts to pass,
 # so this list can only shrink.
@@ -61,13 +63,22 @@ MISSING_GATE: dict[str, str] = {
     "(HTTP, tokenisation, streaming: 20-50 ms at c=1 on short prompts) are not modelled",
     "inference tpot": "DeepSeek-R1 rows 50-80% fast; NIM's unstated KV precision (bf16 assumed) halves "
     "the slots at c >= 50",
+    "memory": "the 37 memory rows added this pass: torchtitan's max_reserved peaks (allocator cache "
+    "included, runs sized to the 95 GB H100 variant) are not modelled within 10% (README 'Validation')",
+    "memory peak": "torchtitan peaks: op-level selective checkpointing, FSDP's unsharded buffers under "
+    "PP and the allocator's reserve are not modelled; 8B FSDP +12-24%, 70B/405B 2-D/3-D -46% to -78%",
+    "memory fit": "Llama 3 405B without checkpointing on TP8 PP16 (needs ~75 GB of 72 usable) and "
+    "torchtitan's Llama 2 70B FSDP at local batch 1 come out as OOM",
 }
 
 
 @pytest.fixture(scope="module")
 def summary(catalog: Catalog) -> dict[str, float]:
-    _, per_category = run_validation(catalog=catalog)
-    return {s.category: s.median_abs_error for s in per_category}
+    rows, per_category = run_validation(catalog=catalog)
+    out = {s.category: s.median_abs_error for s in per_category}
+    fit = [abs(r.error) for r in rows if r.metric == "fits" and r.status == "ok" and r.error is not None]
+    out["memory fit"] = max(fit) if fit else float("nan")
+    return out
 
 
 @pytest.mark.parametrize(
@@ -78,6 +89,7 @@ def summary(catalog: Catalog) -> dict[str, float]:
     ],
 )
 def test_median_error_per_category_within_gate(summary: dict[str, float], category: str) -> None:
+    """Fit/OOM facts must all be right: their gate is on the worst row, not the median."""
     median, gate = summary[category], GATES.get(category, GATE)
     assert median == median, f"{category}: no evaluated non-calibration rows"  # NaN: nothing to judge
     assert median <= gate, f"{category}: median error {median:.1%} > {gate:.0%}"
