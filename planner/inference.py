@@ -32,6 +32,7 @@ from planner.cluster import Cluster, resolve_cluster
 from planner.collectives import achieved_bandwidth
 from planner.evaluate import OpTime, pass_times, total_time
 from planner.memory import (
+    KV_BLOCK_TOKENS,
     device_tiers,
     inference_activation_bytes,
     kv_bytes_per_sequence,
@@ -82,7 +83,7 @@ class InferenceResult(WithOps):
     prefill_s: Any
     decode_step_s: Any
     max_batch: int  # largest static batch that fits
-    max_concurrency: int  # most requests in flight under continuous batching (KV held at input + output/2)
+    max_concurrency: int  # most requests in flight under continuous batching (what the engine's admission holds)
     memory_per_device_bytes: Any
     weight_bytes_per_device: float
     kv_bytes_per_device: Any
@@ -100,6 +101,7 @@ class InferenceResult(WithOps):
     ttft_percentile_s: Any = None  # at the percentile the caller asked for (ttft_percentile)
     engine: str | None = None  # serving: the scheduler modelled (planner.serving)
     arrival: str | None = None  # serving: closed (C clients) or poisson
+    kv_cache_capacity_tokens: float | None = None  # tokens of KV cache one replica holds (vLLM's "GPU KV cache size")
     speculative: str | None = None  # the drafter, when decoding speculatively
     tokens_per_step: float = 1.0  # tokens one decode step yields (speculative: (1 - a^(k+1)) / (1 - a))
     kv_link: str | None = None  # disaggregated: the link the KV cache crosses between the pools
@@ -407,6 +409,10 @@ def estimate_inference(
     max_len, max_out = float(np.max(in_len)), float(np.max(out_len))
     max_batch = _max_sequences(spec, s, p, room, max_len + max_out, max_len, 0.0, kv_scale) * dp_
     most_held = held_tokens(profile, np.asarray(max_len), np.asarray(max_out))
+    # what the engine sets aside for the KV cache once weights and one iteration's workspace are in
+    budget_ws = inference_activation_bytes(spec, s, p, float(profile.token_budget))
+    per_token = float(kv_bytes_per_sequence(spec, s, p, KV_BLOCK_TOKENS)) / KV_BLOCK_TOKENS * kv_scale
+    kv_capacity = max(0.0, float(room - budget_ws)) / per_token if per_token > 0 else 0.0
     max_concurrency = _max_sequences(spec, s, p, room, most_held, 1.0, max_len, kv_scale) * dp_
 
     context_mid = in_len + out_len / 2.0
@@ -479,6 +485,7 @@ def estimate_inference(
         ttft_percentile_s=pcts[3] if len(pcts) > 3 else None,
         speculative=speculative,
         tokens_per_step=rep.tokens_per_step,
+        kv_cache_capacity_tokens=kv_capacity,
         engine=engine if mode == "serving" else None,
         arrival=arrival if mode == "serving" else None,
     )

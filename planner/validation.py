@@ -301,13 +301,45 @@ def _inference(cfg: dict[str, Any], metric: str, row: dict[str, Any], catalog: C
 
 def _memory_footprint(cfg: dict[str, Any], metric: str, row: dict[str, Any], catalog: Catalog) -> float:
     """Peak memory per device, or whether a published setup fits (1) or ran out of memory (0)."""
-    if (cfg.get("phase") or "training") != "training":
-        raise NotEvaluable("inference memory rows are not modelled yet")
+    if (cfg.get("phase") or "training") == "inference":
+        return _serving_memory(cfg, metric, catalog)
     r = _training_result(cfg, catalog)
     if metric == "peak_memory_bytes":
         return float(r.memory_per_device_bytes)
     if metric == "fits":
         return 1.0 if bool(np.all(r.fits)) else 0.0
+    raise NotEvaluable(f"memory metric '{metric}' is not modelled")
+
+
+def _serving_memory(cfg: dict[str, Any], metric: str, catalog: Catalog) -> float:
+    """A serving engine at start-up: weights, one iteration's workspace and at least one request of
+    `max_model_len` tokens must fit (fits); the KV cache it then sets aside (kv_cache_tokens)."""
+    from planner.inference import estimate_inference
+
+    _need(cfg, "model", "devices")
+    if float(cfg.get("gpu_memory_utilization") or 0.9) != 0.9:
+        raise NotEvaluable("memory utilisation other than vLLM's default 0.9 is not a knob")
+    devices = int(cfg["devices"])
+    length = int(cfg.get("max_model_len") or 2048)
+    engine = _ENGINE_ALIASES.get(str(cfg.get("engine") or _engine_of(cfg.get("framework"))).lower(), "vllm")
+    r = estimate_inference(
+        cfg["model"],
+        _hardware(cfg),
+        devices,
+        tp=int(cfg.get("tp") or devices),
+        ep=int(cfg.get("ep") or 1),
+        concurrency=1,
+        input_len=max(length - 1, 1),
+        output_len=1,
+        weight_precision=_precision(cfg.get("weight_precision")) or "bf16",
+        kv_precision=_precision(cfg.get("kv_precision")),
+        engine=engine,
+        catalog=catalog,
+    )
+    if metric == "fits":
+        return 1.0 if bool(np.all(r.fits)) and r.max_concurrency >= 1 else 0.0
+    if metric == "kv_cache_tokens":
+        return float(r.kv_cache_capacity_tokens or 0.0)
     raise NotEvaluable(f"memory metric '{metric}' is not modelled")
 
 
