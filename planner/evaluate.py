@@ -53,7 +53,7 @@ class OpTime:
     @property
     def bound(self) -> str:
         c, m, k = mean(self.compute_s), mean(self.memory_s), mean(self.comm_s)
-        if self.overhead_s > max(c, m, k):
+        if mean(self.overhead_s) > max(c, m, k):
             return "overhead"
         return max((c, "compute"), (m, "memory"), (k, "communication"))[1]
 

@@ -17,8 +17,9 @@ the M/D/1 queue sees each prefill replica's share of the arrival rate.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 import numpy as np
@@ -43,8 +44,11 @@ from planner.ops import Phase, Precisions, Sharding, check_sharding, phase_ops
 from planner.queueing import md1_wait_percentile_s
 from planner.serving import (
     ARRIVALS,
+    DECODE,
     PERCENTILES,
+    PREFILL,
     PROMPTS_PER_CLIENT,
+    SHAPES,
     admitted,
     check_num_prompts,
     engine_profile,
@@ -116,6 +120,34 @@ def _dominant_bound(times: Sequence[OpTime]) -> str:
     return max(share, key=lambda k: share[k]) if share else "compute"
 
 
+class _Column(Sequence[OpTime]):
+    """The ops of one iteration shape of a serving pass, sliced only when someone reads them (the
+    breakdown); the result's `bound` reads the column's times without building them."""
+
+    def __init__(self, times: list[OpTime], index: int) -> None:
+        self._times, self._index = times, index
+
+    @functools.cached_property
+    def _ops(self) -> list[OpTime]:
+        return _column(self._times, self._index)
+
+    def __getitem__(self, i: Any) -> Any:
+        return self._ops[i]
+
+    def __len__(self) -> int:
+        return len(self._times)
+
+    @property
+    def bound(self) -> str:
+        share: dict[str, float] = {}
+        for t in self._times:
+            c, m, k = (mean(_take(x, self._index)) for x in (t.compute_s, t.memory_s, t.comm_s))
+            o = mean(_take(t.overhead_s, self._index))
+            bound = "overhead" if o > max(c, m, k) else max((c, "compute"), (m, "memory"), (k, "communication"))[1]
+            share[bound] = share.get(bound, 0.0) + mean(_take(t.total_s, self._index))
+        return max(share, key=lambda k: share[k]) if share else "compute"
+
+
 def _pp_p2p_s(cluster: Cluster, spec: ModelSpec, p: Precisions, s: Sharding, tokens: Array) -> Array:
     """Activations handed between pipeline stages: (pp - 1) sends per pass."""
     if s.pp == 1:
@@ -170,17 +202,17 @@ class _Replica:
         verify, times = self.pass_time(batch, context, "mixed", context, prefill_tokens=batch * k)
         return (verify + k * self.draft_s(batch, in_len, context)) / self.sp.tokens_per_step, times
 
-    def iterations(self, decodes: Array, tokens: Array, in_len: Array, context: Array) -> Array:
+    def iterations(self, decodes: Array, tokens: Array, in_len: Array, context: Array) -> tuple[Array, list[OpTime]]:
         """Times of continuous-batching iterations carrying `decodes` sequences and `tokens` prompt
-        tokens (planner.serving.iteration_shapes); with speculation the decodes verify k drafts each
-        (costed like prompt tokens beside them) after the drafter's k steps."""
+        tokens (planner.serving.iteration_shapes), and their ops; with speculation the decodes
+        verify k drafts each (costed like prompt tokens beside them) after the drafter's k steps."""
         if isinstance(self.weight_bw, np.ndarray):  # the shapes sit on a trailing axis
             return replace(self, weight_bw=self.weight_bw[..., None]).iterations(decodes, tokens, in_len, context)
         if self.sp is None:
-            return self.pass_time(decodes, in_len, "mixed", context, prefill_tokens=tokens)[0]
+            return self.pass_time(decodes, in_len, "mixed", context, prefill_tokens=tokens)
         k = self.sp.draft_tokens
-        tau = self.pass_time(decodes, in_len, "mixed", context, prefill_tokens=tokens + decodes * k)[0]
-        return tau + k * self.draft_s(decodes, in_len, context)
+        tau, times = self.pass_time(decodes, in_len, "mixed", context, prefill_tokens=tokens + decodes * k)
+        return tau + k * self.draft_s(decodes, in_len, context), times
 
     def draft_s(self, batch: Array, in_len: Array, context: Array) -> Array:
         """One drafted token for `batch` sequences."""
@@ -198,6 +230,33 @@ class _Replica:
         head = sum((t.total_s for t in times if t.op.name in HEAD_OPS), np.zeros(()))
         layers = self.spec.layers / self.s.pp  # the pass times one stage
         return head + sum((t.total_s for t in times if t.op.name not in HEAD_OPS), np.zeros(())) / layers
+
+
+def _take(x: Any, i: int) -> Any:
+    """Column i of a value computed over the iteration shapes' trailing axis (values that do not
+    vary with the shape carry a trailing axis of 1; scalars pass through)."""
+    if isinstance(x, np.ndarray) and x.ndim:
+        return x[..., i] if x.shape[-1] == SHAPES else x[..., 0] if x.shape[-1] == 1 else x
+    return x
+
+
+def _column(times: list[OpTime], i: int) -> list[OpTime]:
+    """The ops of one iteration shape, as if that pass had been evaluated alone."""
+    out = []
+    for t in times:
+        op = replace(t.op, **{f.name: _take(getattr(t.op, f.name), i) for f in fields(t.op) if f.name != "extra"})
+        out.append(
+            OpTime(
+                op,
+                _take(t.compute_s, i),
+                _take(t.memory_s, i),
+                _take(t.comm_s, i),
+                _take(t.overhead_s, i),
+                _take(t.backward_compute_s, i),
+                _take(t.serial_s, i),
+            )
+        )
+    return out
 
 
 def _drafter_weight_bytes(spec: ModelSpec, s: Sharding, p: Precisions, sp: Speculation | None) -> float:
@@ -419,23 +478,28 @@ def estimate_inference(
     # serving prefills one prompt at a time (batched with the running decodes); a static batch all at once
     prompts = per_replica if concurrency is None else np.ones_like(per_replica)
     rep = _Replica(cluster, spec, s, p, placement.weight_bandwidth_bytes_per_s, attention_kernel, sp, two_batch_overlap)
-    prefill_s, prefill_times = rep.pass_time(prompts, in_len, "prefill", None)
     active = np.maximum(running, 1.0)
-    decode_s, decode_times = rep.decode(active, in_len, context_mid)
     fits = np.asarray(placement.fits)
     reason = placement.reason
     rho: Any = None
+    prefill_times: Sequence[OpTime]
+    decode_times: Sequence[OpTime]
     if concurrency is None:
+        prefill_s, prefill_times = rep.pass_time(prompts, in_len, "prefill", None)
+        decode_s, decode_times = rep.decode(active, in_len, context_mid)
         ttft, tpot = prefill_s, decode_s
         pcts: tuple[Any, ...] = (prefill_s,) * len(qs)  # every prompt of the batch at once
         mode = "static"
     else:
+        # one vectorised pass times every iteration shape, the lone prefill and decode step included
         decodes, tokens = iteration_shapes(profile, active, in_len)
-        tau = rep.iterations(decodes, tokens, in_len[..., None], context_mid[..., None])
-        clients = per_replica * dp_
-        prompts = num_prompts if num_prompts is not None else PROMPTS_PER_CLIENT * clients
+        tau, times = rep.iterations(decodes, tokens, in_len[..., None], context_mid[..., None])
         # with speculation each decode iteration advances a request by E tokens
         per_step = rep.tokens_per_step
+        prefill_s, decode_s = tau[..., PREFILL], tau[..., DECODE] / per_step
+        prefill_times, decode_times = _Column(times, PREFILL), _Column(times, DECODE)
+        clients = per_replica * dp_
+        prompts = num_prompts if num_prompts is not None else PROMPTS_PER_CLIENT * clients
         steps = 1.0 + (out_len - 1.0) / per_step
         lat = serve(profile, arrival, tau, active, in_len, steps, clients / np.maximum(prompts, clients), qs)
         lat = admitted(lat, per_replica, active)
@@ -491,11 +555,13 @@ def estimate_inference(
     )
 
 
-def _result(prefill_times: list[OpTime], decode_times: list[OpTime], **fields: Any) -> InferenceResult:
+def _result(prefill_times: Sequence[OpTime], decode_times: Sequence[OpTime], **fields: Any) -> InferenceResult:
     """The result: arrays of one scenario become plain numbers; the per-op times ride along."""
     values = {k: scalar_or_array(v) if isinstance(v, (np.ndarray, np.generic)) else v for k, v in fields.items()}
     return InferenceResult(
-        **values, bound=_dominant_bound(decode_times), op_times=(("prefill", prefill_times), ("decode", decode_times))
+        **values,
+        bound=decode_times.bound if isinstance(decode_times, _Column) else _dominant_bound(decode_times),
+        op_times=(("prefill", prefill_times), ("decode", decode_times)),
     )
 
 

@@ -12,7 +12,7 @@ The backward pass is derived from the forward ops by the training estimate.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -105,7 +105,7 @@ class Op:
     comm_group: int = 1  # devices in that collective
     comm_tier: str = "tp"  # which parallel dimension it belongs to (tp, ep, cp, pp, dp)
     precision: str | None = None  # math precision when it differs from the pass's (attention runs 16-bit)
-    kernels: float = 1.0  # kernel launches per instance (a quantised GEMM adds its input cast)
+    kernels: Any = 1.0  # kernel launches per instance (a quantised GEMM adds its input cast)
     kernel: str | None = None  # attention kernel (None: the family's default)
     cast_bytes: Array | float = 0.0  # traffic of a cast kernel that runs before this op (not overlapped)
     engine_max_bytes: float = 0.0  # comm: buffers up to this size run on an inference engine's own kernel
@@ -256,11 +256,13 @@ def layer_ops(
         ops.append(_elementwise("rope", t, rope_width, 1.0, 3.0, p, layers))
     dims = (heads, kv_heads, qk_dim, v_dim, layers)
     if phase == "mixed":
-        ops.append(_attention_op(spec, s, p, t_own, ctx, seqs, dims, "decode", attention_kernel))
+        # a decode-only iteration launches no prefill attention kernel, a prefill-only one no decode kernel
+        decode = _attention_op(spec, s, p, t_own, ctx, seqs, dims, "decode", attention_kernel)
+        ops.append(replace(decode, kernels=_launched(t_own)))
         q = np.asarray(prefill_tokens, dtype=np.float64)
         prompt = np.asarray(prompt_len, dtype=np.float64)
         chunk = _attention_op(spec, s, p, q, prompt, q / prompt, dims, "prefill", attention_kernel)
-        ops.append(replace(chunk, name="attention_prefill"))
+        ops.append(replace(chunk, name="attention_prefill", kernels=_launched(q)))
     else:
         ops.append(_attention_op(spec, s, p, t, ctx, seqs, dims, phase, attention_kernel))
     if s.cp > 1:  # ring attention: every rank sees every other rank's K and V chunk once per pass
@@ -275,6 +277,13 @@ def layer_ops(
     ops.append(_elementwise("ffn_norm", norm_tokens, h, 1.0, _NORM_FLOPS, p, layers, "norm"))
     ops += _ffn_ops(spec, s, p, t, float(n_dense), float(n_moe))
     return ops
+
+
+def _launched(tokens: Array) -> Any:
+    """Kernel launches of an op that runs only when it has tokens (1 or 0, per scenario)."""
+    if tokens.ndim == 0:
+        return 1.0 if float(tokens) > 0 else 0.0
+    return (tokens > 0).astype(np.float64)
 
 
 def _mla_projections(spec: ModelSpec, s: Sharding, p: Precisions, t: Array, layers: float, phase: Phase) -> list[Op]:

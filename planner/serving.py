@@ -12,7 +12,8 @@ Per replica: c requests in flight, prompt L, output O tokens, budget B. Prompt t
 takes: B_eff = B - (c - 1) under mixed scheduling (decodes first), B under prefill-first. Five iteration
 shapes are timed by the caller (one vectorised pass, `iteration_shapes`): a burst iteration (a full
 share of prompts while half the burst is already decoding), a group iteration (the same prompts
-beside all c decodes), a full-budget iteration, the prompt's own chunk, and a decode-only step.
+beside all c decodes), a full-budget iteration, the prompt's own chunk, a decode-only step, and
+the prompt's prefill alone.
 
 Closed loop (`arrival="closed"`: C benchmark clients, a new request as soon as one finishes). The
 harness starts all C requests at once, so the first C prompts arrive together (a burst): request of
@@ -146,8 +147,10 @@ def _trtllm(memory_bytes: float, device_id: str) -> EngineProfile:
 
 ENGINES = {"vllm": _vllm, "sglang": _sglang, "trtllm": _trtllm}
 
-# Indices of the iteration shapes along the last axis of `iteration_shapes`' arrays.
-BURST, GROUP, FULL, OWN, DECODE = range(5)
+# Indices of the iteration shapes along the last axis of `iteration_shapes`' arrays; the last one
+# is a prompt's prefill alone (the static prefill time, from the same vectorised pass).
+BURST, GROUP, FULL, OWN, DECODE, PREFILL = range(6)
+SHAPES = 6
 
 
 def prompt_budget(profile: EngineProfile, slots: Array) -> Array:
@@ -174,15 +177,16 @@ def _prompts_per_iteration(profile: EngineProfile, budget: Array, in_len: Array)
 
 
 def iteration_shapes(profile: EngineProfile, slots: Array, in_len: Array) -> tuple[Array, Array]:
-    """(decode sequences, prompt tokens) of the five iteration shapes, on a trailing axis of 5."""
+    """(decode sequences, prompt tokens) of the iteration shapes, on a trailing axis of SHAPES."""
     budget = prompt_budget(profile, slots)
     k = _prompts_per_iteration(profile, budget, in_len)
     full = k * in_len
     group = np.minimum(full, slots * in_len)
     own = np.minimum(in_len, budget) if profile.chunked else in_len
-    tokens = np.stack([group, group, full, own, np.zeros_like(group)], axis=-1)
+    zero = np.zeros_like(group)
+    tokens = np.stack([group, group, full, own, zero, np.broadcast_to(in_len, group.shape)], axis=-1)
     d = _running(slots) if profile.mixed else np.zeros_like(slots)
-    decodes = np.stack([0.5 * d, d, d, d, slots], axis=-1)
+    decodes = np.stack([0.5 * d, d, d, d, slots, zero], axis=-1)
     return decodes, tokens
 
 
@@ -230,7 +234,7 @@ def closed_loop(
     qs: tuple[float, ...] = PERCENTILES,
 ) -> Latency:
     """C clients, each sending its next request when the last one ends (module docstring).
-    tau: iteration times (..., 5) of `iteration_shapes`; first_wave_share: C / num_prompts."""
+    tau: iteration times (..., SHAPES) of `iteration_shapes`; first_wave_share: C / num_prompts."""
     budget = prompt_budget(profile, slots)
     t_burst, t_group, t_decode = tau[..., BURST], tau[..., GROUP], tau[..., DECODE]
     j, n = _burst_iterations(profile, slots, in_len, budget)

@@ -63,7 +63,7 @@ def test_issue_examples_ttft_is_at_least_the_prefill(catalog: Catalog) -> None:
 
 
 def _tau(burst: float, group: float, decode: float) -> np.ndarray:
-    return np.array([burst, group, group, group, decode])
+    return np.array([burst, group, group, group, decode, group])
 
 
 def test_prefill_first_closed_loop_by_hand() -> None:
@@ -91,7 +91,7 @@ def test_mixed_closed_loop_by_hand() -> None:
 
 def test_poisson_solves_littles_law_and_the_md1_queue() -> None:
     vllm = EngineProfile("t", 4096, mixed=True, chunked=True, reserves_output=False, source="test")
-    tau = np.array([0.05, 0.05, 0.06, 0.03, 0.012])
+    tau = np.array([0.05, 0.05, 0.06, 0.03, 0.012, 0.03])
     c, length, out = np.array(32.0), np.array(1024.0), np.array(200.0)
     lat = poisson(vllm, tau, c, length, out)
     lam = float(lat.rate_per_s)
