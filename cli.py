@@ -431,6 +431,9 @@ def estimate_training_cmd(
     dp_overlap: Annotated[
         bool, typer.Option(help="Reduce gradients under the backward (off: after the last micro-batch).")
     ] = True,
+    tp_overlap: Annotated[
+        bool, typer.Option(help="Overlap TP collectives with their GEMMs (Megatron --tp-comm-overlap, async TP).")
+    ] = False,
     out: OutOpt = None,
     force: ForceOpt = False,
     fmt: FormatOpt = Format.table,
@@ -462,6 +465,7 @@ def estimate_training_cmd(
         catalog=catalog,
         attention_kernel=attention_kernel,
         dp_overlap=dp_overlap,
+        tp_overlap=tp_overlap,
     )
     _emit_estimate(r, fmt, list(r.to_dict()), f"{r.model} training on {r.devices} x {r.hardware}", out, force, catalog)
 

@@ -182,13 +182,18 @@ def estimate_training(
     catalog: Catalog | str | None = None,
     attention_kernel: str | None = None,
     dp_overlap: bool = True,
+    tp_overlap: bool = False,
 ) -> TrainingResult:
     """Estimate one training step. micro_batch, global_batch, seq_len, zero, recompute (names or 0/1/2)
     and virtual_stages may be numpy arrays (broadcast together): a solver evaluates many plans at once.
     attention_kernel: the family's default fused kernel unless named; "unfused" for frameworks that
     materialise the score matrix (Megatron-LM before FlashAttention). dp_overlap: gradients are
     reduced in buckets under the backward (PyTorch DDP/FSDP, Megatron-Core's overlap-grad-reduce);
-    False reduces them after the last micro-batch (Megatron-LM's local DDP before 2023)."""
+    False reduces them after the last micro-batch (Megatron-LM's local DDP before 2023). tp_overlap:
+    the TP all-gathers and reduce-scatters run in chunks under the GEMMs they feed (Megatron-core
+    --tp-comm-overlap with Transformer Engine's userbuffers, torchtitan's async TP): with the
+    collective and its GEMMs each split into tp chunks, max(comm, gemm) + min(comm, gemm) / tp
+    (Wang et al., ASPLOS 2023, "Overlap communication with dependent computation via decomposition")."""
     cat = catalog if isinstance(catalog, Catalog) else load_catalog(catalog)
     knobs = {"micro_batch": micro_batch, "global_batch": global_batch, "seq_len": seq_len}
     if any(np.ndim(x) for x in (zero, recompute, virtual_stages)) and sweep_size(*knobs.values()) > CHUNK:
@@ -213,6 +218,7 @@ def estimate_training(
             catalog=cat,
             attention_kernel=attention_kernel,
             dp_overlap=dp_overlap,
+            tp_overlap=tp_overlap,
         )
     spec = resolve_model(model, cat)
     rc = recompute_codes(recompute)
@@ -258,6 +264,9 @@ def estimate_training(
         rec = np.where(full, fwd, np.where(selective, _sum(times, ("attention",)), 0.0))
         # forward and backward TP collectives; the recomputed forward repeats its own
         tp_c = 2 * _sum(times, tier="tp") * np.where(full, 1.5, 1.0)
+        if tp_overlap and tp > 1:
+            gemm = _sum(times, ("gemm",)) + _sum(times, ("gemm",), scale=_BACKWARD_FLOPS)
+            tp_c = np.maximum(tp_c, gemm) + np.minimum(tp_c, gemm) / tp - gemm  # what outlasts the GEMMs
         ep_c = 2 * _sum(times, tier="ep")
         cp_raw = 2 * _sum(times, tier="cp")
         attn = (_sum(times, ("attention",)) + _sum(times, ("attention",), scale=_BACKWARD_FLOPS)) / 2

@@ -328,3 +328,18 @@ def test_gradient_reduction_after_the_flush_is_fully_exposed(catalog: Catalog) -
     assert float(after.step_time_s) - float(under.step_time_s) == pytest.approx(
         float(after.dp_comm_exposed_s) - float(under.dp_comm_exposed_s)
     )
+
+
+def test_tp_overlap_hides_tp_collectives_under_their_gemms(catalog: Catalog) -> None:
+    """Chunked over tp, what outlasts the GEMMs is max(c, g) + min(c, g) / tp - g: never more than
+    the unoverlapped collectives, never less than one chunk of them."""
+    kw = dict(tp=8, pp=2, global_batch=512, seq_len=4096, catalog=catalog)
+    plain = estimate_training("llama3.1-70b", "h100-sxm", 64, **kw)
+    over = estimate_training("llama3.1-70b", "h100-sxm", 64, tp_overlap=True, **kw)
+    assert over.step_time_s < plain.step_time_s
+    assert plain.tp_comm_s / 8 <= over.tp_comm_s < plain.tp_comm_s
+    one = estimate_training("llama3.1-70b", "h100-sxm", 64, tp=1, dp=64, zero=3, global_batch=512, catalog=catalog)
+    same = estimate_training(
+        "llama3.1-70b", "h100-sxm", 64, tp=1, dp=64, zero=3, global_batch=512, tp_overlap=True, catalog=catalog
+    )
+    assert same.step_time_s == one.step_time_s  # nothing to overlap without TP
