@@ -49,7 +49,9 @@ def weight_bytes_per_device(spec: ModelSpec, s: Sharding, p: Precisions) -> floa
         per_expert = float(m.routed_expert.total * moe_layer_count(spec))
         experts, slots = per_expert * spec.moe.experts, per_expert * (spec.moe.experts + s.redundant_experts)
     dense = counts.total - experts
-    return (dense / (s.tp * s.pp) + slots / (s.ep * s.expert_tp * s.pp)) * p.weight_bytes
+    # a quantised checkpoint keeps its embeddings and output head in 16 bits (ops.head_precisions)
+    head = (counts.embedding + counts.lm_head) * max(2.0 - p.weight_bytes, 0.0) / (s.tp * s.pp)
+    return (dense / (s.tp * s.pp) + slots / (s.ep * s.expert_tp * s.pp)) * p.weight_bytes + head
 
 
 def kv_bytes_per_sequence(spec: ModelSpec, s: Sharding, p: Precisions, tokens: object) -> Array:

@@ -510,6 +510,13 @@ def _ffn_ops(spec: ModelSpec, s: Sharding, p: Precisions, t: Array, n_dense: flo
     return ops
 
 
+def head_precisions(p: Precisions) -> Precisions:
+    """The output head runs in 16 bits when the body is quantised: NVIDIA ModelOpt's FP8/FP4 recipes
+    leave `*lm_head*` unquantised, Transformer Engine runs FP8 only inside its Linear layers (the
+    output layer is a plain 16-bit GEMM), and vLLM loads quantised checkpoints' heads as stored."""
+    return p if p.weight_bytes >= 2 else Precisions(p.activation, p.activation, p.kv)
+
+
 def embedding_ops(
     spec: ModelSpec,
     s: Sharding,
@@ -530,7 +537,7 @@ def embedding_ops(
         ops.append(Op("embedding", "embedding", 1, flops=0.0, activation_bytes=t * (2 * h * p.act_bytes)))
     if last_stage:
         ops.append(_elementwise("final_norm", lt, h, 1.0, _NORM_FLOPS, p, 1, "norm"))
-        ops.append(_gemm("lm_head", lt, h, v / s.tp, p, 1, "lm_head"))
+        ops.append(_gemm("lm_head", lt, h, v / s.tp, head_precisions(p), 1, "lm_head"))
         if loss:  # cross-entropy: read the 16-bit logits, write fp32 log-probabilities for the backward
             ops.append(
                 Op(
@@ -580,8 +587,20 @@ def phase_ops(
     training = phase == "forward"
     logits = tokens if training else b
     return embedding_ops(spec, s, p, tokens, logits, first, last, loss=training) + (
-        ops if training else _engine_allreduce(ops)
+        _with_transposes(ops, p) if training else _engine_allreduce(ops)
     )
+
+
+def _with_transposes(ops: list[Op], p: Precisions) -> list[Op]:
+    """Training an 8-bit GEMM needs its input quantised twice: as is for the forward and transposed
+    for the weight gradient (Hopper's FP8 GEMMs take only the TN layout; Blackwell's MXFP8 scales
+    run along the other axis). Transformer Engine's fused cast-transpose kernel reads the 16-bit
+    input once and writes both copies."""
+    if p.compute_bytes >= p.act_bytes:
+        return ops
+    # cast_bytes = tokens x k x (16-bit read + 8-bit write): one more 8-bit write
+    more = (p.act_bytes + 2 * p.compute_bytes) / (p.act_bytes + p.compute_bytes)
+    return [replace(op, cast_bytes=op.cast_bytes * more) if op.k is not None else op for op in ops]
 
 
 def _engine_allreduce(ops: list[Op]) -> list[Op]:
