@@ -81,3 +81,17 @@ def in_chunks(fn: Any, knobs: dict[str, Any], **fixed: Any) -> Any:
         else:
             merged[f.name] = first
     return type(parts[0])(**merged)
+
+
+def whole(option: str, value: Any, low: float = 1.0) -> Any:
+    """`value` (a number or an array) as float64 after checking every element is a finite whole
+    number >= low; the error names the CLI option."""
+    from hardware_db.errors import InvalidSpecError
+
+    try:
+        a = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise InvalidSpecError(f"{option} must be a whole number >= {low:g} (got {value!r})") from None
+    if not np.all(np.isfinite(a)) or np.any(a < low) or np.any(a != np.round(a)):
+        raise InvalidSpecError(f"{option} must be a whole number >= {low:g} (got {value})")
+    return a

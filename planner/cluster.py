@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import math
 from dataclasses import dataclass
+from typing import Any
 
 from hardware_db.errors import InvalidSpecError
 from hardware_db.schema import Device, Efficiency, Link, MemoryTier, System
@@ -39,23 +40,31 @@ class DevicePerf:
     def id(self) -> str:
         return self.device.id
 
-    def peak_flops(self, precision: str) -> float:
-        """Dense peak for `precision`; a precision the part lacks runs on the next wider unit it has."""
+    def unit_precision(self, precision: str) -> str:
+        """The matrix unit `precision` runs on: its own, or the next wider one the part has (fp8
+        weights on A100 are dequantised to bf16; fp4 on Hopper runs on the fp8 units)."""
         compute = self.device.compute
         if compute is None:
             raise InvalidSpecError(f"hardware '{self.id}' has no compute (it is a {self.device.kind})")
         for p in _FALLBACK.get(precision, (precision,)):
             if p in compute.peak_dense:
-                return compute.peak_dense[p]
+                return p
         raise InvalidSpecError(
             f"hardware '{self.id}' has no {precision} or wider matrix unit (has: {', '.join(compute.peak_dense)})"
         )
 
+    def peak_flops(self, precision: str) -> float:
+        """Dense peak of the unit `precision` runs on (unit_precision)."""
+        assert self.device.compute is not None
+        unit: Any = self.unit_precision(precision)
+        return self.device.compute.peak_dense[unit]
+
     def achieved_flops(self, precision: str) -> float:
-        """Peak x large-GEMM fraction for `precision` (memoised: every op of every estimate asks)."""
+        """Peak x large-GEMM fraction of the unit `precision` runs on (memoised: every op asks)."""
         cache = self._achieved
         if precision not in cache:
-            cache[precision] = self.peak_flops(precision) * self.gemm_fraction(precision)
+            unit = self.unit_precision(precision)
+            cache[precision] = self.peak_flops(unit) * self.gemm_fraction(unit)
         return cache[precision]
 
     @functools.cached_property

@@ -26,7 +26,7 @@ import numpy as np
 import numpy.typing as npt
 
 from hardware_db.errors import InvalidSpecError
-from planner.arrays import CHUNK, in_chunks, mean, scalar_or_array, sweep_size
+from planner.arrays import CHUNK, in_chunks, mean, scalar_or_array, sweep_size, whole
 from planner.breakdown import WithOps
 from planner.catalog import Catalog, load_catalog, resolve_model
 from planner.cluster import Cluster, resolve_cluster
@@ -105,6 +105,7 @@ class InferenceResult(WithOps):
     ttft_percentile_s: Any = None  # at the percentile the caller asked for (ttft_percentile)
     engine: str | None = None  # serving: the scheduler modelled (planner.serving)
     arrival: str | None = None  # serving: closed (C clients) or poisson
+    matmul_precision: str = ""  # the matrix unit the GEMMs run on (a fallback when the part lacks the weights' own)
     kv_cache_capacity_tokens: float | None = None  # tokens of KV cache one replica holds (vLLM's "GPU KV cache size")
     speculative: str | None = None  # the drafter, when decoding speculatively
     tokens_per_step: float = 1.0  # tokens one decode step yields (speculative: (1 - a^(k+1)) / (1 - a))
@@ -259,6 +260,22 @@ def _column(times: list[OpTime], i: int) -> list[OpTime]:
     return out
 
 
+def _within_context(spec: ModelSpec, in_len: Array, out_len: Array) -> None:
+    longest = float(np.max(in_len + out_len))
+    if longest > spec.max_seq_len:
+        raise InvalidSpecError(
+            f"--input-len + --output-len ({longest:.0f} tokens) exceeds {spec.id}'s context ({spec.max_seq_len} tokens)"
+        )
+
+
+def on_units(p: Precisions, cluster: Cluster) -> Precisions:
+    """The precisions with the math on the matrix unit the device has: 8-bit weights on a part
+    without 8-bit float units are dequantised to 16 bits in the GEMM (vLLM's Marlin W8A16 / W4A16
+    kernels), fp4 on Hopper runs on its fp8 units. `matmul_precision` in the result says which."""
+    unit = cluster.perf.unit_precision(p.compute)
+    return p if unit == p.compute else Precisions(p.weight, p.activation, p.kv, unit)
+
+
 def _drafter_weight_bytes(spec: ModelSpec, s: Sharding, p: Precisions, sp: Speculation | None) -> float:
     """The drafter's weights on one device: a draft model at the target's TP, or one more layer."""
     if sp is None or sp.method == "ngram":
@@ -403,6 +420,10 @@ def estimate_inference(
     p = Precisions(weight_precision, activation_precision, kv_precision or "bf16")
     if batch is not None and concurrency is not None:
         raise InvalidSpecError("give --batch (one static batch) or --concurrency (serving), not both")
+    if not disaggregated and (prefill_devices is not None or prefill_tp is not None):
+        raise InvalidSpecError("--prefill-devices and --prefill-tp need --disaggregated")
+    if disaggregated and batch is not None:
+        raise InvalidSpecError("--batch is one static batch; disaggregated serving takes --concurrency")
     if batch is None and concurrency is None:
         batch = 1
     group = tp * pp
@@ -416,7 +437,7 @@ def estimate_inference(
             tp,
             pp,
             ep,
-            concurrency if concurrency is not None else batch,
+            concurrency,
             input_len,
             output_len,
             prefill_devices,
@@ -434,19 +455,17 @@ def estimate_inference(
     if ep > tp * dp_ or (tp * dp_) % ep:
         raise InvalidSpecError(f"ep ({ep}) must divide tp x dp ({tp * dp_}): experts are spread over those ranks")
     cluster = resolve_cluster(hardware, n, cat)
+    p = on_units(p, cluster)
     s = Sharding(tp=tp, pp=pp, ep=ep, redundant_experts=redundant_experts)
     if two_batch_overlap and (s.ep == 1 or s.pp > 1):
         raise InvalidSpecError("--two-batch-overlap needs expert parallelism (--ep > 1) and --pp 1")
     check_sharding(spec, s)
     in_len, out_len, per_replica = np.broadcast_arrays(
-        np.asarray(input_len, dtype=np.float64),
-        np.asarray(output_len, dtype=np.float64),
-        np.asarray(batch if batch is not None else concurrency, dtype=np.float64) / dp_,
+        whole("--input-len", input_len),
+        whole("--output-len", output_len),
+        whole("--batch" if batch is not None else "--concurrency", batch if batch is not None else concurrency) / dp_,
     )
-    if np.any(in_len < 1) or np.any(out_len < 1):
-        raise InvalidSpecError("input and output lengths must be >= 1")
-    if np.any(per_replica <= 0):
-        raise InvalidSpecError("batch and concurrency must be >= 1")
+    _within_context(spec, in_len, out_len)
     per_replica = np.maximum(per_replica, 1.0)
 
     weights = weight_bytes_per_device(spec, s, p) + _drafter_weight_bytes(spec, s, p, sp)
@@ -550,6 +569,7 @@ def estimate_inference(
         speculative=speculative,
         tokens_per_step=rep.tokens_per_step,
         kv_cache_capacity_tokens=kv_capacity,
+        matmul_precision=p.compute,
         engine=engine if mode == "serving" else None,
         arrival=arrival if mode == "serving" else None,
     )
@@ -640,14 +660,16 @@ def _disaggregated(
         )
     cluster_p = resolve_cluster(hardware, n_p, cat)
     cluster_d = resolve_cluster(hardware, n_d, cat)
+    p = on_units(p, cluster_d)
     r_p, r_d = n_p // ptp, n_d // decode_group
     s_p = Sharding(tp=ptp, ep=min(ep, ptp))
     s_d = Sharding(tp=tp, pp=pp, ep=ep, redundant_experts=redundant_experts)
     check_sharding(spec, s_p)
     check_sharding(spec, s_d)
-    in_len = np.asarray(input_len, dtype=np.float64)
-    out_len = np.asarray(output_len, dtype=np.float64)
-    C = np.asarray(concurrency if concurrency is not None else 1, dtype=np.float64)
+    in_len = whole("--input-len", input_len)
+    out_len = whole("--output-len", output_len)
+    _within_context(spec, in_len, out_len)
+    C = whole("--concurrency", concurrency if concurrency is not None else 1)
     c_d = np.maximum(C / r_d, 1.0)
     tiers_p, tiers_d = device_tiers(cluster_p, cat), device_tiers(cluster_d, cat)
     w_p = weight_bytes_per_device(spec, s_p, p)
@@ -725,6 +747,7 @@ def _disaggregated(
         prefill_tp=ptp,
         kv_transfer_s=transfer,
         kv_link=f"{link.link.id} ({link.name})",
+        matmul_precision=p.compute,
         speculative=None if sp is None else sp.method,
         tokens_per_step=decode_pool.tokens_per_step,
         ttft_p50_s=pcts[0],

@@ -44,6 +44,13 @@ class KernelResult:
 
 def _result(kind: str, hardware: str, precision: str, op: Op, catalog: Catalog) -> KernelResult:
     cluster = resolve_cluster(hardware, 1, catalog)
+    unit = cluster.perf.unit_precision(precision)
+    if unit != precision:  # a kernel what-if in a precision the part cannot run natively is refused
+        assert cluster.device.compute is not None
+        raise InvalidSpecError(
+            f"--precision {precision}: {cluster.device.id} has no {precision} matrix units "
+            f"(has: {', '.join(cluster.device.compute.peak_dense)})"
+        )
     t = op_time(cluster, op, precision)
     return _kernel_result(kind, cluster.device.id, precision, op.flops, op.bytes, t.time_s, t.bound)
 

@@ -70,6 +70,8 @@ class Precisions:
     weight: str = "bf16"
     activation: str = "bf16"
     kv: str = "bf16"
+    # the matrix unit the math runs on when the device lacks the weights' own (DevicePerf.unit_precision)
+    unit: str | None = None
     # derived once (every op of every estimate reads them)
     compute: str = field(init=False)  # math precision: 8/4-bit float weights run W8A8-style; int4 is weight-only
     weight_bytes: float = field(init=False)
@@ -79,7 +81,8 @@ class Precisions:
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__
-        set_(self, "compute", self.weight if self.weight in ("fp8", "fp4", "int8") else self.activation)
+        own = self.weight if self.weight in ("fp8", "fp4", "int8") else self.activation
+        set_(self, "compute", self.unit or own)
         set_(self, "weight_bytes", bytes_per_element(self.weight))
         set_(self, "act_bytes", bytes_per_element(self.activation))
         set_(self, "kv_bytes", bytes_per_element(self.kv))

@@ -28,7 +28,7 @@ import numpy as np
 import numpy.typing as npt
 
 from hardware_db.errors import InvalidSpecError
-from planner.arrays import CHUNK, in_chunks, scalar_or_array, sweep_size
+from planner.arrays import CHUNK, in_chunks, scalar_or_array, sweep_size, whole
 from planner.breakdown import WithOps
 from planner.catalog import Catalog, load_catalog, resolve_model
 from planner.cluster import UNFUSED_ATTENTION, Cluster, resolve_cluster
@@ -239,16 +239,29 @@ def estimate_training(
     sp = (tp > 1) if sequence_parallel is None else sequence_parallel
     s = Sharding(tp=tp, ep=ep, cp=cp, pp=pp, sp=sp)
     check_sharding(spec, s)
+    if pp == 1 and np.any(v > 1):
+        raise InvalidSpecError(f"--virtual-stages ({virtual_stages}) needs pipeline parallelism (--pp > 1)")
     p = Precisions(precision, "bf16", "bf16")
-    b = np.asarray(micro_batch, dtype=np.float64)
-    B = np.asarray(global_batch, dtype=np.float64)
-    S = np.asarray(seq_len, dtype=np.float64)
+    b = whole("--micro-batch", micro_batch)
+    B = whole("--global-batch", global_batch)
+    S = whole("--seq-len", seq_len)
+    if cp > 1 and np.any(S % (2 * cp)):
+        # Megatron-core splits the sequence into 2 x cp chunks (each rank one early, one late) to
+        # balance causal attention
+        raise InvalidSpecError(f"--seq-len ({seq_len}) must be a multiple of 2 x cp ({2 * cp})")
     m = B / (b * dp_)
     if np.any(m < 1) or np.any(np.abs(m - np.round(m)) > 1e-9):
         raise InvalidSpecError(
             f"global batch ({global_batch}) must be a multiple of micro_batch x dp ({micro_batch} x {dp_})"
         )
     cluster = resolve_cluster(hardware, devices, cat)
+    unit = cluster.perf.unit_precision(p.compute)
+    if unit != p.compute:
+        assert cluster.device.compute is not None
+        raise InvalidSpecError(
+            f"{precision} training needs {p.compute} matrix units; {cluster.device.id} has "
+            f"{', '.join(cluster.device.compute.peak_dense)} (train in bf16 there)"
+        )
 
     # forward ops of one micro-batch on the first and the last stage; the slower one paces the pipe
     stage_times = []

@@ -13,8 +13,10 @@ from hardware_db.errors import InvalidSpecError
 from planner.catalog import Catalog
 from planner.collectives import UNMEASURED_LINK_FRACTION
 from planner.inference import estimate_inference
+from planner.kernels import estimate_gemm
 from planner.queueing import md1_wait_s
 from planner.serving import DECODE, FULL, OWN, EngineProfile, closed_loop, engine_profile, poisson
+from planner.training import estimate_training
 from solvers.inference_plan import Slo, Workload, plan_inference
 
 
@@ -286,3 +288,38 @@ def test_two_batch_overlap_hides_the_all_to_all(catalog: Catalog) -> None:
     assert both == pytest.approx(2 * max(half - a2a, a2a))
     plain, _ = _pass_time(*args, np.asarray(2.0), *tail)
     assert both < plain  # prefill: compute-bound halves hide the all-to-all
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (lambda: estimate_inference("llama3.1-8b", "h100-sxm", 1, batch=2.5), "--batch must be a whole number"),
+        (lambda: estimate_inference("llama3.1-8b", "h100-sxm", 1, input_len=0), "--input-len must be a whole"),
+        (lambda: estimate_inference("llama3.1-8b", "h100-sxm", 1, input_len=200000), "exceeds llama3.1-8b's context"),
+        (lambda: estimate_inference("llama3.1-8b", "h100-sxm", 1, concurrency=float("nan")), "--concurrency"),
+        (lambda: estimate_inference("llama3.1-8b", "h100-sxm", 2, prefill_devices=1), "need --disaggregated"),
+        (
+            lambda: estimate_inference("llama3.1-8b", "h100-sxm", 2, batch=4, disaggregated=True),
+            "disaggregated serving takes --concurrency",
+        ),
+        (lambda: estimate_inference("llama3.1-8b", "h100-sxm", 1, token_budget=-5, concurrency=8), "--token-budget"),
+        (lambda: estimate_training("llama3.1-8b", "a100-sxm-80gb", 8, precision="fp8"), "fp8 training needs"),
+        (lambda: estimate_training("llama3.1-8b", "h100-sxm", 8, cp=8, seq_len=4095), "multiple of 2 x cp"),
+        (lambda: estimate_training("llama3.1-8b", "h100-sxm", 8, virtual_stages=4), "needs pipeline parallelism"),
+        (lambda: estimate_training("llama3.1-8b", "h100-sxm", 8, seq_len=0), "--seq-len must be a whole"),
+        (lambda: estimate_gemm("h100-sxm", 8192, 8192, 8192, "fp4"), "no fp4 matrix units"),
+    ],
+)
+def test_what_cannot_be_computed_is_refused(call, message: str) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(InvalidSpecError, match=message):
+        call()
+
+
+def test_a_precision_without_units_says_which_it_falls_back_to(catalog: Catalog) -> None:
+    """Issue 11: FP4 on Hopper reported more than its own FP8. Inference on a part without the
+    weights' matrix units runs on the next wider unit and says so; a kernel what-if is refused."""
+    fp4 = estimate_inference("llama3.1-8b", "h100-sxm", 1, weight_precision="fp4", catalog=catalog)
+    fp8 = estimate_inference("llama3.1-8b", "h100-sxm", 1, weight_precision="fp8", catalog=catalog)
+    assert fp4.matmul_precision == "fp8" and fp8.matmul_precision == "fp8"
+    a100 = estimate_inference("llama3.1-8b", "a100-sxm-80gb", 1, weight_precision="fp8", catalog=catalog)
+    assert a100.matmul_precision == "bf16"  # weights dequantised in the GEMM (W8A16)
