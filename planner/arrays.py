@@ -6,6 +6,8 @@ from typing import Any
 
 import numpy as np
 
+from hardware_db.errors import InvalidSpecError
+
 
 def scalar_or_array(x: Any) -> Any:
     """A Python number when `x` holds one value, else the numpy array."""
@@ -86,8 +88,6 @@ def in_chunks(fn: Any, knobs: dict[str, Any], **fixed: Any) -> Any:
 def whole(option: str, value: Any, low: float = 1.0) -> Any:
     """`value` (a number or an array) as float64 after checking every element is a finite whole
     number >= low; the error names the CLI option."""
-    from hardware_db.errors import InvalidSpecError
-
     try:
         a = np.asarray(value, dtype=np.float64)
     except (TypeError, ValueError):

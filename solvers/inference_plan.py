@@ -44,19 +44,33 @@ class Slo:
     percentile: float | None = None  # None: the targets hold for the mean; 0.9: for the 90th percentile
 
     def __post_init__(self) -> None:
-        if self.ttft_s <= 0 or self.tpot_s <= 0:
-            raise InvalidSpecError("SLO targets must be > 0")
+        for option, value in (("--ttft", self.ttft_s), ("--tpot", self.tpot_s)):
+            if not (math.isfinite(value) and value > 0):
+                raise InvalidSpecError(f"{option} must be a finite number of seconds > 0 (got {value})")
         if self.percentile is not None and not 0 < self.percentile < 1:
-            raise InvalidSpecError(f"SLO percentile must be in (0, 1), got {self.percentile}")
+            raise InvalidSpecError(f"--percentile must be in (0, 1), got {self.percentile}")
 
 
 @dataclass(frozen=True)
 class Workload:
+    """Requests to serve: a Poisson rate (requests/s) with mean prompt and output lengths (tokens);
+    the KV cache is sized for the longest request (max lengths, the means unless given)."""
+
     rate_per_s: float
     input_len: float
     output_len: float
-    max_input_len: float
-    max_output_len: float
+    max_input_len: float | None = None
+    max_output_len: float | None = None
+
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.rate_per_s) and self.rate_per_s > 0):
+            raise InvalidSpecError(f"--rate must be a finite number of requests/s > 0 (got {self.rate_per_s})")
+        for option, value in (("--input-len", self.input_len), ("--output-len", self.output_len)):
+            if not (math.isfinite(value) and value >= 1):
+                raise InvalidSpecError(f"{option} must be >= 1 token (got {value})")
+        set_ = object.__setattr__
+        set_(self, "max_input_len", max(self.max_input_len or self.input_len, self.input_len))
+        set_(self, "max_output_len", max(self.max_output_len or self.output_len, self.output_len))
 
     @classmethod
     def from_csv(cls, path: str | Path, rate_per_s: float) -> Workload:
@@ -69,6 +83,8 @@ class Workload:
             raise InvalidSpecError(f"{path}: expected a CSV with columns input_len, output_len ({e})") from None
         if not len(ins):
             raise InvalidSpecError(f"{path}: no samples")
+        if not (np.all(np.isfinite(ins)) and np.all(np.isfinite(outs))) or ins.min() < 1 or outs.min() < 1:
+            raise InvalidSpecError(f"{path}: input_len and output_len must be >= 1 token in every row")
         return cls(rate_per_s, float(ins.mean()), float(outs.mean()), float(ins.max()), float(outs.max()))
 
 
@@ -155,8 +171,6 @@ def plan_inference(
     scheduler is modelled; speculative, draft_tokens, acceptance: speculative decoding (planner.speculative)."""
     if objective not in OBJECTIVES:
         raise InvalidSpecError(f"unknown objective '{objective}' (allowed: {', '.join(OBJECTIVES)})")
-    if workload.rate_per_s <= 0:
-        raise InvalidSpecError("the request rate must be > 0")
     cat = catalog if isinstance(catalog, Catalog) else load_catalog(catalog)
     spec = resolve_model(model, cat)
     options = [hardware] if isinstance(hardware, str) else list(hardware)

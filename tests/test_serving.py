@@ -323,3 +323,18 @@ def test_a_precision_without_units_says_which_it_falls_back_to(catalog: Catalog)
     assert fp4.matmul_precision == "fp8" and fp8.matmul_precision == "fp8"
     a100 = estimate_inference("llama3.1-8b", "a100-sxm-80gb", 1, weight_precision="fp8", catalog=catalog)
     assert a100.matmul_precision == "bf16"  # weights dequantised in the GEMM (W8A16)
+
+
+def test_plan_inputs_are_checked(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    w = Workload(5.0, 1024, 256)  # the max lengths default to the means
+    assert (w.max_input_len, w.max_output_len) == (1024, 256)
+    with pytest.raises(InvalidSpecError, match="--rate"):
+        Workload(float("inf"), 1024, 256)
+    with pytest.raises(InvalidSpecError, match="--ttft"):
+        Slo(float("nan"), 0.05)
+    with pytest.raises(InvalidSpecError, match="--tpot"):
+        Slo(1.0, -0.05)
+    lengths = tmp_path / "lengths.csv"
+    lengths.write_text("input_len,output_len\n100,20\n-5,30\n")
+    with pytest.raises(InvalidSpecError, match=">= 1 token in every row"):
+        Workload.from_csv(lengths, 2.0)
