@@ -292,6 +292,7 @@ def collective_time(
     algorithm: str = "auto",
     stride: int = 1,
     engine_max_bytes: float = 0.0,
+    internode_share: float = 1.0,
 ) -> CollectiveTime:
     """Time of one collective over `devices` devices (default: the whole cluster) on `bytes_` bytes
     (the full buffer: the all-reduce input, the all-gather output). Vectorised over bytes_; with
@@ -299,7 +300,9 @@ def collective_time(
 
     Inside one scale-up domain the time is at least the bandwidth term over the link's measured
     size ramp (nccl-tests: a 64 MiB all-reduce on 8 A100 reaches 72% of the 8 GiB busbw). Buffers
-    up to `engine_max_bytes` skip the ramp: an inference engine's own all-reduce kernel takes them."""
+    up to `engine_max_bytes` skip the ramp: an inference engine's own all-reduce kernel takes them.
+    internode_share (all-to-all): the share of the cross-domain traffic that still crosses after
+    the sender deduplicates it per destination domain (DeepEP's internode kernels)."""
     if op not in OPS:
         raise InvalidSpecError(f"unknown collective '{op}' (allowed: {', '.join(OPS)})")
     if algorithm not in ALGORITHMS:
@@ -315,7 +318,7 @@ def collective_time(
         return CollectiveTime(op, "local", size, 1, zero, zero, float("inf"))
     shape = group_shape(cluster, n, stride)
     fab = fabric(cluster)
-    models = cost_models(fab, shape, op, algorithm)
+    models = cost_models(fab, shape, op, algorithm, internode_share)
     if not models:
         raise InvalidSpecError(f"algorithm '{algorithm}' does not apply to {op} on {n} x {cluster.device.id}")
     ramp = ramp_fraction(fab, op, size, n, shape.domains)
@@ -342,7 +345,9 @@ def collective_time(
 
 
 @functools.lru_cache(maxsize=16384)
-def cost_models(fab: Fabric, shape: GroupShape, op: str, algorithm: str) -> tuple[Linear, ...]:
+def cost_models(
+    fab: Fabric, shape: GroupShape, op: str, algorithm: str, internode_share: float = 1.0
+) -> tuple[Linear, ...]:
     """The alpha-beta model of every algorithm that applies (cached: the graph work happens once)."""
     n = shape.size
     hop = fab.out_latency_s if shape.domains > 1 else fab.up_latency_s
@@ -373,22 +378,23 @@ def cost_models(fab: Fabric, shape: GroupShape, op: str, algorithm: str) -> tupl
         pair = fab.pair_bytes_per_s if shape.domains == 1 else (fab.out_bytes_per_s or fab.pair_bytes_per_s)
         add("ring", 1, 1.0, pair)
     elif op == "all-to-all" and algorithm in ("auto", "ring"):
-        out.append(_all_to_all(fab, shape))
+        out.append(_all_to_all(fab, shape, internode_share))
     return tuple(out)
 
 
-def _all_to_all(fab: Fabric, shape: GroupShape) -> Linear:
+def _all_to_all(fab: Fabric, shape: GroupShape, internode_share: float = 1.0) -> Linear:
     """Each device sends 1/n of its buffer to every peer: bounded by each tier's injection bandwidth
-    and by the bisection (min cut of the graph), whichever is slowest."""
+    and by the bisection (min cut of the graph), whichever is slowest. `internode_share` scales
+    what crosses between domains (per-domain deduplication); the copies fan out inside the domain."""
     n, g = shape.size, shape.per_domain
     up = fab.pair_bytes_per_s * (g - 1) if fab.topology == "full-mesh" else fab.up_bytes_per_s
     per_byte = [(g - 1) / n / up] if g > 1 else []
     if n > g and fab.out_bytes_per_s:
-        per_byte.append((n - g) / n / fab.out_bytes_per_s)
+        per_byte.append((n - g) / n * internode_share / fab.out_bytes_per_s)
     probe = GroupShape(min(n, g * 4), g)
     half = probe.size // 2
     if half:  # half the devices each send half their buffer across the cut
-        per_byte.append((half / 2) / bisection_bandwidth(fab, probe))
+        per_byte.append((half / 2) * (internode_share if n > g else 1.0) / bisection_bandwidth(fab, probe))
     hop = fab.out_latency_s if shape.domains > 1 else fab.up_latency_s
     return Linear("pairwise", fab.base_latency_s + min(n - 1, 64) * hop, max(per_byte), 1.0 / max(per_byte))
 

@@ -87,7 +87,12 @@ def op_time(cluster: Cluster, op: Op, precision: str, weight_bandwidth: Any = No
     if op.op_class == "comm":
         assert op.comm is not None
         t = collective_time(
-            cluster, op.comm, op.activation_bytes, op.comm_group, engine_max_bytes=op.engine_max_bytes
+            cluster,
+            op.comm,
+            op.activation_bytes,
+            op.comm_group,
+            engine_max_bytes=op.engine_max_bytes,
+            internode_share=op.internode_share,
         ).time_s
         return OpTime(op, 0.0, 0.0, t, 0.0)  # type: ignore[arg-type]
     math_precision = op.precision or precision

@@ -456,7 +456,7 @@ def estimate_inference(
         raise InvalidSpecError(f"ep ({ep}) must divide tp x dp ({tp * dp_}): experts are spread over those ranks")
     cluster = resolve_cluster(hardware, n, cat)
     p = on_units(p, cluster)
-    s = Sharding(tp=tp, pp=pp, ep=ep, redundant_experts=redundant_experts)
+    s = Sharding(tp=tp, pp=pp, ep=ep, redundant_experts=redundant_experts, ep_domains=-(-ep // cluster.domain_size))
     if two_batch_overlap and (s.ep == 1 or s.pp > 1):
         raise InvalidSpecError("--two-batch-overlap needs expert parallelism (--ep > 1) and --pp 1")
     check_sharding(spec, s)
@@ -663,7 +663,7 @@ def _disaggregated(
     p = on_units(p, cluster_d)
     r_p, r_d = n_p // ptp, n_d // decode_group
     s_p = Sharding(tp=ptp, ep=min(ep, ptp))
-    s_d = Sharding(tp=tp, pp=pp, ep=ep, redundant_experts=redundant_experts)
+    s_d = Sharding(tp=tp, pp=pp, ep=ep, redundant_experts=redundant_experts, ep_domains=-(-ep // cluster_d.domain_size))
     check_sharding(spec, s_p)
     check_sharding(spec, s_d)
     in_len = whole("--input-len", input_len)

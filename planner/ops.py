@@ -44,6 +44,7 @@ class Sharding:
     pp: int = 1
     sp: bool = False  # sequence parallelism inside TP: norms and dropout on 1/tp of the tokens
     redundant_experts: int = 0  # extra expert slots (EPLB replicas of hot experts) across the EP group
+    ep_domains: int = 1  # scale-up domains the EP group spans (per-domain deduplication of dispatch)
 
     def __post_init__(self) -> None:
         for name in ("tp", "ep", "cp", "pp"):
@@ -112,6 +113,7 @@ class Op:
     kernel: str | None = None  # attention kernel (None: the family's default)
     cast_bytes: Array | float = 0.0  # traffic of a cast kernel that runs before this op (not overlapped)
     engine_max_bytes: float = 0.0  # comm: buffers up to this size run on an inference engine's own kernel
+    internode_share: float = 1.0  # all-to-all: cross-domain traffic left after per-domain deduplication
     tile_efficiency: Array | float = 1.0  # useful share of the tiles a kernel computes (attention)
     # backward pass / forward pass, when this op's ratio differs from its class's
     backward_flops_factor: float | None = None
@@ -439,6 +441,20 @@ def _tp_comm(spec: ModelSpec, s: Sharding, p: Precisions, t: Array, layers: floa
     return [_comm(f"{where}_all_reduce", "all-reduce", size, s.tp, layers, "tp")]
 
 
+def node_dedup_share(top_k: int, domains: int) -> float:
+    """Share of a token's cross-domain copies that cross once the sender sends it to each remote
+    domain once (DeepEP's internode dispatch forwards it over NVLink there; its combine reduces
+    inside the domain before sending back). With its top_k experts uniform over `domains` equal
+    domains, a token has top_k (D - 1) / D remote copies but (D - 1)(1 - (1 - 1/D)^top_k) remote
+    domains."""
+    if domains <= 1:
+        return 1.0
+    d = float(domains)
+    copies = top_k * (d - 1) / d
+    distinct = (d - 1) * (1.0 - (1.0 - 1.0 / d) ** top_k)
+    return distinct / copies
+
+
 # Bytes per element of an FP8 dispatch: the value and a 4-byte scale per 128-element block.
 DISPATCH_FP8_BYTES = 1.0 + 4.0 / 128.0
 
@@ -498,9 +514,16 @@ def _ffn_ops(spec: ModelSpec, s: Sharding, p: Precisions, t: Array, n_dense: flo
         # DeepEP / DeepSeek-V3 (arXiv 2412.19437 section 3.3): with 8-bit GEMMs the tokens are
         # quantised before dispatch (FP8 plus one fp32 scale per 128 elements); combine stays 16-bit
         dispatch_bytes = DISPATCH_FP8_BYTES if p.compute in ("fp8", "int8", "fp4") else p.act_bytes
+        share = node_dedup_share(moe.top_k, s.ep_domains)
         ops += [
-            _comm("ep_dispatch", "all-to-all", routed * (h * dispatch_bytes), s.ep, n_moe, "ep"),
-            _comm("ep_combine", "all-to-all", routed * (h * p.act_bytes), s.ep, n_moe, "ep"),
+            replace(
+                _comm("ep_dispatch", "all-to-all", routed * (h * dispatch_bytes), s.ep, n_moe, "ep"),
+                internode_share=share,
+            ),
+            replace(
+                _comm("ep_combine", "all-to-all", routed * (h * p.act_bytes), s.ep, n_moe, "ep"),
+                internode_share=share,
+            ),
         ]
     if moe.shared_experts:
         shared = (moe.shared_expert_ffn_size or moe.expert_ffn_size) * moe.shared_experts / s.tp

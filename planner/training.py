@@ -237,7 +237,10 @@ def estimate_training(
             f"pp x virtual_stages ({pp} x {virtual_stages}) exceeds the model's layers ({spec.layers})"
         )
     sp = (tp > 1) if sequence_parallel is None else sequence_parallel
-    s = Sharding(tp=tp, ep=ep, cp=cp, pp=pp, sp=sp)
+    # Megatron-core orders ranks tp-cp-ep-dp-pp: an EP group strides over tp x cp ranks
+    cluster = resolve_cluster(hardware, devices, cat)
+    domains = -(-(ep * tp * cp) // cluster.domain_size) if ep > 1 else 1
+    s = Sharding(tp=tp, ep=ep, cp=cp, pp=pp, sp=sp, ep_domains=domains)
     check_sharding(spec, s)
     if pp == 1 and np.any(v > 1):
         raise InvalidSpecError(f"--virtual-stages ({virtual_stages}) needs pipeline parallelism (--pp > 1)")
@@ -254,7 +257,6 @@ def estimate_training(
         raise InvalidSpecError(
             f"global batch ({global_batch}) must be a multiple of micro_batch x dp ({micro_batch} x {dp_})"
         )
-    cluster = resolve_cluster(hardware, devices, cat)
     unit = cluster.perf.unit_precision(p.compute)
     if unit != p.compute:
         assert cluster.device.compute is not None
