@@ -17,38 +17,46 @@ the M/D/1 queue sees each prefill replica's share of the arrival rate.
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Sequence
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
 from hardware_db.errors import InvalidSpecError
-from planner.arrays import CHUNK, in_chunks, mean, scalar_or_array, sweep_size, whole
+from planner.arrays import CHUNK, in_chunks, scalar_or_array, sweep_size, whole
 from planner.breakdown import WithOps
 from planner.catalog import Catalog, load_catalog, resolve_model
 from planner.cluster import Cluster, resolve_cluster
 from planner.collectives import achieved_bandwidth
-from planner.evaluate import OpTime, pass_times, total_time
+from planner.evaluate import OpTime
 from planner.memory import (
     KV_BLOCK_TOKENS,
+    Placement,
     device_tiers,
     inference_activation_bytes,
     kv_bytes_per_sequence,
     place,
     weight_bytes_per_device,
 )
-from planner.ops import Phase, Precisions, Sharding, check_sharding, phase_ops
+from planner.ops import Precisions, Sharding, check_sharding
 from planner.queueing import md1_wait_percentile_s
+from planner.replica import (
+    Column,
+    Replica,
+    dominant_bound,
+    drafter_kv_scale,
+    drafter_weight_bytes,
+    pass_time,
+)
 from planner.serving import (
     ARRIVALS,
     DECODE,
     PERCENTILES,
     PREFILL,
     PROMPTS_PER_CLIENT,
-    SHAPES,
+    EngineProfile,
     admitted,
     check_num_prompts,
     engine_profile,
@@ -57,8 +65,7 @@ from planner.serving import (
     quantiles,
     serve,
 )
-from planner.speculative import HEAD_OPS, Speculation, speculation
-from workloads.derived import kv_cache_bytes
+from planner.speculative import Speculation, speculation
 from workloads.schema import ModelSpec
 
 Array = npt.NDArray[np.float64]
@@ -114,152 +121,6 @@ class InferenceResult(WithOps):
     op_times: tuple[tuple[str, Any], ...] = field(default=(), repr=False, compare=False)
 
 
-def _dominant_bound(times: Sequence[OpTime]) -> str:
-    share: dict[str, float] = {}
-    for t in times:
-        share[t.bound] = share.get(t.bound, 0.0) + mean(t.total_s)
-    return max(share, key=lambda k: share[k]) if share else "compute"
-
-
-class _Column(Sequence[OpTime]):
-    """The ops of one iteration shape of a serving pass, sliced only when someone reads them (the
-    breakdown); the result's `bound` reads the column's times without building them."""
-
-    def __init__(self, times: list[OpTime], index: int) -> None:
-        self._times, self._index = times, index
-
-    @functools.cached_property
-    def _ops(self) -> list[OpTime]:
-        return _column(self._times, self._index)
-
-    def __getitem__(self, i: Any) -> Any:
-        return self._ops[i]
-
-    def __len__(self) -> int:
-        return len(self._times)
-
-    @property
-    def bound(self) -> str:
-        share: dict[str, float] = {}
-        for t in self._times:
-            c, m, k = (mean(_take(x, self._index)) for x in (t.compute_s, t.memory_s, t.comm_s))
-            o = mean(_take(t.overhead_s, self._index))
-            bound = "overhead" if o > max(c, m, k) else max((c, "compute"), (m, "memory"), (k, "communication"))[1]
-            share[bound] = share.get(bound, 0.0) + mean(_take(t.total_s, self._index))
-        return max(share, key=lambda k: share[k]) if share else "compute"
-
-
-def _pp_p2p_s(cluster: Cluster, spec: ModelSpec, p: Precisions, s: Sharding, tokens: Array) -> Array:
-    """Activations handed between pipeline stages: (pp - 1) sends per pass."""
-    if s.pp == 1:
-        return np.zeros_like(tokens)
-    bw = achieved_bandwidth(cluster.tier_spanning(s.tp * s.pp))
-    latency = cluster.scale_up.link.latency_s
-    return (s.pp - 1) * (tokens * spec.hidden_size * p.act_bytes / s.tp / bw + latency)
-
-
-@dataclass(frozen=True)
-class _Replica:
-    """What every pass of one replica shares: its cluster, model, sharding, precisions, the
-    bandwidth its weights are read at, the attention kernel and the speculative decoding (or None)."""
-
-    cluster: Cluster
-    spec: ModelSpec
-    s: Sharding
-    p: Precisions
-    weight_bw: Any  # one number, or one per scenario when weights spill in some scenarios only
-    kernel: str | None
-    sp: Speculation | None
-    two_batch_overlap: bool = False
-
-    @property
-    def tokens_per_step(self) -> float:
-        return 1.0 if self.sp is None else self.sp.tokens_per_step
-
-    def pass_time(
-        self, batch: Array, seq: Array, phase: Phase, context: Array | None, prefill_tokens: Any = 0.0
-    ) -> tuple[Array, list[OpTime]]:
-        return _pass_time(
-            self.cluster,
-            self.spec,
-            self.s,
-            self.p,
-            batch,
-            seq,
-            phase,
-            context,
-            self.weight_bw,
-            prefill_tokens=prefill_tokens,
-            attention_kernel=self.kernel,
-            two_batch_overlap=self.two_batch_overlap,
-        )
-
-    def decode(self, batch: Array, in_len: Array, context: Array) -> tuple[Array, list[OpTime]]:
-        """Time per generated token: one decode step, or a speculative step over its E tokens."""
-        if self.sp is None:
-            return self.pass_time(batch, in_len, "decode", context)
-        # the target verifies k drafts per sequence: k + 1 query tokens that read the cache once
-        k = self.sp.draft_tokens
-        verify, times = self.pass_time(batch, context, "mixed", context, prefill_tokens=batch * k)
-        return (verify + k * self.draft_s(batch, in_len, context)) / self.sp.tokens_per_step, times
-
-    def iterations(self, decodes: Array, tokens: Array, in_len: Array, context: Array) -> tuple[Array, list[OpTime]]:
-        """Times of continuous-batching iterations carrying `decodes` sequences and `tokens` prompt
-        tokens (planner.serving.iteration_shapes), and their ops; with speculation the decodes
-        verify k drafts each (costed like prompt tokens beside them) after the drafter's k steps."""
-        if isinstance(self.weight_bw, np.ndarray):  # the shapes sit on a trailing axis
-            return replace(self, weight_bw=self.weight_bw[..., None]).iterations(decodes, tokens, in_len, context)
-        if self.sp is None:
-            return self.pass_time(decodes, in_len, "mixed", context, prefill_tokens=tokens)
-        k = self.sp.draft_tokens
-        tau, times = self.pass_time(decodes, in_len, "mixed", context, prefill_tokens=tokens + decodes * k)
-        return tau + k * self.draft_s(decodes, in_len, context), times
-
-    def draft_s(self, batch: Array, in_len: Array, context: Array) -> Array:
-        """One drafted token for `batch` sequences."""
-        assert self.sp is not None
-        if self.sp.method == "ngram":
-            return np.zeros_like(np.asarray(batch, dtype=np.float64))
-        if self.sp.draft_model is not None:
-            draft = Sharding(tp=self.s.tp)
-            t, _ = _pass_time(
-                self.cluster, self.sp.draft_model, draft, self.p, batch, in_len, "decode", context, self.weight_bw
-            )
-            return t
-        # one decoder layer of the target's shape plus the output head (mtp, eagle)
-        times = self.pass_time(batch, in_len, "decode", context)[1]
-        head = sum((t.total_s for t in times if t.op.name in HEAD_OPS), np.zeros(()))
-        layers = self.spec.layers / self.s.pp  # the pass times one stage
-        return head + sum((t.total_s for t in times if t.op.name not in HEAD_OPS), np.zeros(())) / layers
-
-
-def _take(x: Any, i: int) -> Any:
-    """Column i of a value computed over the iteration shapes' trailing axis (values that do not
-    vary with the shape carry a trailing axis of 1; scalars pass through)."""
-    if isinstance(x, np.ndarray) and x.ndim:
-        return x[..., i] if x.shape[-1] == SHAPES else x[..., 0] if x.shape[-1] == 1 else x
-    return x
-
-
-def _column(times: list[OpTime], i: int) -> list[OpTime]:
-    """The ops of one iteration shape, as if that pass had been evaluated alone."""
-    out = []
-    for t in times:
-        op = replace(t.op, **{f.name: _take(getattr(t.op, f.name), i) for f in fields(t.op) if f.name != "extra"})
-        out.append(
-            OpTime(
-                op,
-                _take(t.compute_s, i),
-                _take(t.memory_s, i),
-                _take(t.comm_s, i),
-                _take(t.overhead_s, i),
-                _take(t.backward_compute_s, i),
-                _take(t.serial_s, i),
-            )
-        )
-    return out
-
-
 def _within_context(spec: ModelSpec, in_len: Array, out_len: Array) -> None:
     longest = float(np.max(in_len + out_len))
     if longest > spec.max_seq_len:
@@ -274,64 +135,6 @@ def on_units(p: Precisions, cluster: Cluster) -> Precisions:
     kernels), fp4 on Hopper runs on its fp8 units. `matmul_precision` in the result says which."""
     unit = cluster.perf.unit_precision(p.compute)
     return p if unit == p.compute else Precisions(p.weight, p.activation, p.kv, unit)
-
-
-def _drafter_weight_bytes(spec: ModelSpec, s: Sharding, p: Precisions, sp: Speculation | None) -> float:
-    """The drafter's weights on one device: a draft model at the target's TP, or one more layer."""
-    if sp is None or sp.method == "ngram":
-        return 0.0
-    if sp.draft_model is not None:
-        return weight_bytes_per_device(sp.draft_model, Sharding(tp=s.tp), p)
-    return weight_bytes_per_device(spec, s, p) / spec.layers
-
-
-def _drafter_kv_scale(spec: ModelSpec, p: Precisions, sp: Speculation | None) -> float:
-    """KV cache with the drafter's own, relative to the target's (both grow with the tokens held)."""
-    if sp is None or sp.method == "ngram":
-        return 1.0
-    if sp.draft_model is not None:
-        return 1.0 + float(kv_cache_bytes(sp.draft_model, 1.0, p.kv)) / float(kv_cache_bytes(spec, 1.0, p.kv))
-    return 1.0 + 1.0 / spec.layers
-
-
-def _pass_time(
-    cluster: Cluster,
-    spec: ModelSpec,
-    s: Sharding,
-    p: Precisions,
-    batch: Array,
-    seq: Array,
-    phase: Phase,
-    context: Array | None,
-    weight_bw: float,
-    prefill_tokens: Any = 0.0,
-    attention_kernel: str | None = None,
-    two_batch_overlap: bool = False,
-) -> tuple[Array, list[OpTime]]:
-    """Latency of one pass through all pipeline stages (a request visits each stage in turn).
-
-    two_batch_overlap (SGLang --enable-two-batch-overlap, DeepSeek's dual micro-batch overlap): the
-    batch runs as two halves whose expert all-to-alls hide under each other's compute; each half
-    reads the weights again, so the pass is 2 x max(compute, all-to-all) of a half batch."""
-    if two_batch_overlap and s.ep > 1:
-        half, times = _pass_time(
-            cluster, spec, s, p, batch / 2.0, seq, phase, context, weight_bw, prefill_tokens / 2.0, attention_kernel
-        )
-        a2a = sum((t.total_s for t in times if t.op.comm_tier == "ep"), np.zeros(())) * s.pp
-        return 2.0 * np.maximum(half - a2a, a2a), times
-    kernel = attention_kernel
-    ops = phase_ops(spec, s, p, batch, seq, phase, context, 0, prefill_tokens, attention_kernel=kernel)
-    times = pass_times(cluster, ops, p.compute, weight_bw)
-    stage = total_time(times)
-    if s.pp > 1:  # the last stage adds the LM head; middle stages match stage 0 minus the embedding
-        last_ops = phase_ops(spec, s, p, batch, seq, phase, context, s.pp - 1, prefill_tokens, attention_kernel=kernel)
-        last_times = pass_times(cluster, last_ops, p.compute, weight_bw)
-        stage_total = stage * (s.pp - 1) + total_time(last_times)
-        times = times + [t for t in last_times if t.op.op_class in ("lm_head",)]
-    else:
-        stage_total = stage
-    tokens = batch * (1.0 if phase in ("decode", "mixed") else seq) + (prefill_tokens if phase == "mixed" else 0.0)
-    return stage_total + _pp_p2p_s(cluster, spec, p, s, tokens), times
 
 
 def estimate_inference(
@@ -377,38 +180,12 @@ def estimate_inference(
     draft:MODEL), `draft_tokens` its k and `acceptance` the per-token acceptance probability.
     MoE: `redundant_experts` extra expert slots over the EP group (EP need only divide experts +
     redundant), `two_batch_overlap` hides the expert all-to-alls under the other half batch."""
+    options = dict(locals())  # every argument, for the chunked sweep below
     cat = catalog if isinstance(catalog, Catalog) else load_catalog(catalog)
     knobs = {"batch": batch, "concurrency": concurrency, "input_len": input_len, "output_len": output_len}
     if sweep_size(*knobs.values()) > CHUNK:
-        return in_chunks(
-            estimate_inference,
-            knobs,
-            model=model,
-            hardware=hardware,
-            devices=devices,
-            tp=tp,
-            pp=pp,
-            ep=ep,
-            dp=dp,
-            weight_precision=weight_precision,
-            kv_precision=kv_precision,
-            activation_precision=activation_precision,
-            disaggregated=disaggregated,
-            prefill_devices=prefill_devices,
-            prefill_tp=prefill_tp,
-            catalog=cat,
-            attention_kernel=attention_kernel,
-            engine=engine,
-            token_budget=token_budget,
-            arrival=arrival,
-            num_prompts=num_prompts,
-            ttft_percentile=ttft_percentile,
-            speculative=speculative,
-            draft_tokens=draft_tokens,
-            acceptance=acceptance,
-            redundant_experts=redundant_experts,
-            two_batch_overlap=two_batch_overlap,
-        )
+        fixed = {k: v for k, v in options.items() if k not in knobs}
+        return in_chunks(estimate_inference, knobs, **{**fixed, "catalog": cat})
     spec = resolve_model(model, cat)
     draft = resolve_model(speculative[6:], cat) if speculative and speculative.startswith("draft:") else None
     sp = speculation(speculative, draft_tokens, acceptance, draft)
@@ -468,35 +245,14 @@ def estimate_inference(
     _within_context(spec, in_len, out_len)
     per_replica = np.maximum(per_replica, 1.0)
 
-    weights = weight_bytes_per_device(spec, s, p) + _drafter_weight_bytes(spec, s, p, sp)
-    kv_scale = _drafter_kv_scale(spec, p, sp)
-    tiers = device_tiers(cluster, cat)
-    room = tiers[0][1] - weights
     profile = engine_profile(engine, cluster.device.main_memory.capacity_bytes, token_budget, cluster.device.id)
-    serving = concurrency is not None
-    # A static batch holds every sequence at full length by the end and prefills every prompt at
-    # once; a serving engine holds what its admission reserves (planner.serving.held_tokens) and
-    # sets aside a workspace for one iteration's token budget, as vLLM profiles it at start-up.
-    held = held_tokens(profile, in_len, out_len) if serving else in_len + out_len
-    workspace = np.minimum(float(profile.token_budget), in_len) if serving else per_replica * in_len
-    act = inference_activation_bytes(spec, s, p, np.maximum(workspace, 1.0))
-    slots = _max_sequences(spec, s, p, room, held, 1.0, workspace, kv_scale) if serving else per_replica
-    running = np.minimum(per_replica, slots) if serving else per_replica
-    kv = kv_bytes_per_sequence(spec, s, p, held) * kv_scale * np.ceil(running)
-    placement = place(weights, kv + act, tiers)
-    max_len, max_out = float(np.max(in_len)), float(np.max(out_len))
-    max_batch = _max_sequences(spec, s, p, room, max_len + max_out, max_len, 0.0, kv_scale) * dp_
-    most_held = held_tokens(profile, np.asarray(max_len), np.asarray(max_out))
-    # what the engine sets aside for the KV cache once weights and one iteration's workspace are in
-    budget_ws = inference_activation_bytes(spec, s, p, float(profile.token_budget))
-    per_token = float(kv_bytes_per_sequence(spec, s, p, KV_BLOCK_TOKENS)) / KV_BLOCK_TOKENS * kv_scale
-    kv_capacity = max(0.0, float(room - budget_ws)) / per_token if per_token > 0 else 0.0
-    max_concurrency = _max_sequences(spec, s, p, room, most_held, 1.0, max_len, kv_scale) * dp_
+    mem = _memory(spec, s, p, cluster, cat, sp, profile, in_len, out_len, per_replica, concurrency is not None)
+    placement, running, slots, kv, act, weights = mem.placement, mem.running, mem.slots, mem.kv, mem.act, mem.weights
 
     context_mid = in_len + out_len / 2.0
     # serving prefills one prompt at a time (batched with the running decodes); a static batch all at once
     prompts = per_replica if concurrency is None else np.ones_like(per_replica)
-    rep = _Replica(cluster, spec, s, p, placement.weight_bandwidth_bytes_per_s, attention_kernel, sp, two_batch_overlap)
+    rep = Replica(cluster, spec, s, p, placement.weight_bandwidth_bytes_per_s, attention_kernel, sp, two_batch_overlap)
     active = np.maximum(running, 1.0)
     fits = np.asarray(placement.fits)
     reason = placement.reason
@@ -516,7 +272,7 @@ def estimate_inference(
         # with speculation each decode iteration advances a request by E tokens
         per_step = rep.tokens_per_step
         prefill_s, decode_s = tau[..., PREFILL], tau[..., DECODE] / per_step
-        prefill_times, decode_times = _Column(times, PREFILL), _Column(times, DECODE)
+        prefill_times, decode_times = Column(times, PREFILL), Column(times, DECODE)
         clients = per_replica * dp_
         prompts = num_prompts if num_prompts is not None else PROMPTS_PER_CLIENT * clients
         steps = 1.0 + (out_len - 1.0) / per_step
@@ -553,8 +309,8 @@ def estimate_inference(
         throughput_tokens_per_s=throughput,
         prefill_s=prefill_s,
         decode_step_s=decode_s,
-        max_batch=int(np.min(max_batch)),
-        max_concurrency=int(np.min(max_concurrency)),
+        max_batch=int(np.min(mem.max_batch)) * dp_,
+        max_concurrency=int(np.min(mem.max_concurrency)) * dp_,
         memory_per_device_bytes=weights + kv + act,
         weight_bytes_per_device=weights,
         kv_bytes_per_device=kv,
@@ -568,10 +324,69 @@ def estimate_inference(
         ttft_percentile_s=pcts[3] if len(pcts) > 3 else None,
         speculative=speculative,
         tokens_per_step=rep.tokens_per_step,
-        kv_cache_capacity_tokens=kv_capacity,
+        kv_cache_capacity_tokens=mem.kv_capacity_tokens,
         matmul_precision=p.compute,
         engine=engine if mode == "serving" else None,
         arrival=arrival if mode == "serving" else None,
+    )
+
+
+@dataclass(frozen=True)
+class _Memory:
+    """One replica's memory: what it holds per device, where the weights landed, and how many
+    requests its KV cache admits (per replica; arrays over the knobs)."""
+
+    weights: float
+    kv: Array
+    act: Array
+    placement: Placement
+    slots: Array  # requests the KV cache admits (serving), the batch (static)
+    running: Array  # requests running: the slots in use
+    max_batch: Array
+    max_concurrency: Array
+    kv_capacity_tokens: float  # the KV cache the engine sets aside at start-up
+
+
+def _memory(
+    spec: ModelSpec,
+    s: Sharding,
+    p: Precisions,
+    cluster: Cluster,
+    cat: Catalog,
+    sp: Speculation | None,
+    profile: EngineProfile,
+    in_len: Array,
+    out_len: Array,
+    per_replica: Array,
+    serving: bool,
+) -> _Memory:
+    """A static batch holds every sequence at full length by the end and prefills every prompt at
+    once; a serving engine holds what its admission reserves (planner.serving.held_tokens) and sets
+    aside a workspace for one iteration's token budget, as vLLM profiles it at start-up."""
+    weights = weight_bytes_per_device(spec, s, p) + drafter_weight_bytes(spec, s, p, sp)
+    kv_scale = drafter_kv_scale(spec, p, sp)
+    tiers = device_tiers(cluster, cat)
+    room = tiers[0][1] - weights
+    held = held_tokens(profile, in_len, out_len) if serving else in_len + out_len
+    workspace = np.minimum(float(profile.token_budget), in_len) if serving else per_replica * in_len
+    act = inference_activation_bytes(spec, s, p, np.maximum(workspace, 1.0))
+    slots = _max_sequences(spec, s, p, room, held, 1.0, workspace, kv_scale) if serving else per_replica
+    running = np.minimum(per_replica, slots) if serving else per_replica
+    kv = kv_bytes_per_sequence(spec, s, p, held) * kv_scale * np.ceil(running)
+    max_len, max_out = float(np.max(in_len)), float(np.max(out_len))
+    most_held = held_tokens(profile, np.asarray(max_len), np.asarray(max_out))
+    budget_ws = inference_activation_bytes(spec, s, p, float(profile.token_budget))
+    per_token = float(kv_bytes_per_sequence(spec, s, p, KV_BLOCK_TOKENS)) / KV_BLOCK_TOKENS * kv_scale
+    return _Memory(
+        weights=weights,
+        kv=kv,
+        act=act,
+        placement=place(weights, kv + act, tiers),
+        slots=slots,
+        running=running,
+        max_batch=_max_sequences(spec, s, p, room, max_len + max_out, max_len, 0.0, kv_scale),
+        max_concurrency=_max_sequences(spec, s, p, room, most_held, 1.0, max_len, kv_scale),
+        kv_capacity_tokens=max(0.0, float(room - budget_ws)) / per_token if per_token > 0 else 0.0,
     )
 
 
@@ -580,7 +395,7 @@ def _result(prefill_times: Sequence[OpTime], decode_times: Sequence[OpTime], **f
     values = {k: scalar_or_array(v) if isinstance(v, (np.ndarray, np.generic)) else v for k, v in fields.items()}
     return InferenceResult(
         **values,
-        bound=decode_times.bound if isinstance(decode_times, _Column) else _dominant_bound(decode_times),
+        bound=decode_times.bound if isinstance(decode_times, Column) else dominant_bound(decode_times),
         op_times=(("prefill", prefill_times), ("decode", decode_times)),
     )
 
@@ -673,14 +488,14 @@ def _disaggregated(
     c_d = np.maximum(C / r_d, 1.0)
     tiers_p, tiers_d = device_tiers(cluster_p, cat), device_tiers(cluster_d, cat)
     w_p = weight_bytes_per_device(spec, s_p, p)
-    w_d = weight_bytes_per_device(spec, s_d, p) + _drafter_weight_bytes(spec, s_d, p, sp)
-    kv_d = kv_bytes_per_sequence(spec, s_d, p, in_len + out_len) * _drafter_kv_scale(spec, p, sp) * np.ceil(c_d)
+    w_d = weight_bytes_per_device(spec, s_d, p) + drafter_weight_bytes(spec, s_d, p, sp)
+    kv_d = kv_bytes_per_sequence(spec, s_d, p, in_len + out_len) * drafter_kv_scale(spec, p, sp) * np.ceil(c_d)
     act_d = inference_activation_bytes(spec, s_d, p, c_d)
     act_p = inference_activation_bytes(spec, s_p, p, in_len)
     place_p = place(w_p, act_p + kv_bytes_per_sequence(spec, s_p, p, in_len), tiers_p)
     place_d = place(w_d, kv_d + act_d, tiers_d)
     kernel = attention_kernel
-    prefill_s, prefill_times = _pass_time(
+    prefill_s, prefill_times = pass_time(
         cluster_p,
         spec,
         s_p,
@@ -692,7 +507,7 @@ def _disaggregated(
         place_p.weight_bandwidth_bytes_per_s,
         attention_kernel=kernel,
     )
-    decode_pool = _Replica(cluster_d, spec, s_d, p, place_d.weight_bandwidth_bytes_per_s, kernel, sp, two_batch_overlap)
+    decode_pool = Replica(cluster_d, spec, s_d, p, place_d.weight_bandwidth_bytes_per_s, kernel, sp, two_batch_overlap)
     decode_s, decode_times = decode_pool.decode(c_d, in_len, in_len + out_len / 2.0)
     # KV of the prompt moves from the prefill ranks to the decode ranks, rank pairs in parallel, over
     # the tier joining the two pools: scale-up only when both pools sit in one domain.

@@ -9,11 +9,15 @@ prefill is on. Engines differ in what matters for latency (`EngineProfile`, defa
   decode waits for it.
 
 Per replica: c requests in flight, prompt L, output O tokens, budget B. Prompt tokens an iteration
-takes: B_eff = B - (c - 1) under mixed scheduling (decodes first), B under prefill-first. Five iteration
-shapes are timed by the caller (one vectorised pass, `iteration_shapes`): a burst iteration (a full
-share of prompts while half the burst is already decoding), a group iteration (the same prompts
-beside all c decodes), a full-budget iteration, the prompt's own chunk, a decode-only step, and
-the prompt's prefill alone.
+takes: B_eff = max(B - (c - 1), B / 4) under mixed scheduling (the other requests' decodes first),
+B under prefill-first. Six iteration shapes are timed by the caller in one vectorised pass
+(`iteration_shapes`): a burst iteration (a full share of prompts while half the burst is already
+decoding), a group iteration (the same prompts beside all running decodes), a full-budget
+iteration, the prompt's own chunk, a decode-only step, and the prompt's prefill alone.
+
+Admission: the KV cache holds only so many requests (planner.serving.held_tokens: the prompt and the
+whole output under TensorRT-LLM's GUARANTEED_NO_EVICT, the prompt and half the output on average
+where blocks grow with the tokens). Clients beyond that wait for a slot (`admitted`).
 
 Closed loop (`arrival="closed"`: C benchmark clients, a new request as soon as one finishes). The
 harness starts all C requests at once, so the first C prompts arrive together (a burst): request of
