@@ -210,6 +210,11 @@ def resolve_cluster(hardware: str, devices: int | None = None, catalog: Catalog 
     else:
         device = cat.device(hardware)
         system = standard_system(cat, device)
+    if device.compute is None:
+        raise InvalidSpecError(
+            f"'{device.id}' is a {device.kind}, not a compute device: name a GPU, NPU, TPU, RDU or CPU "
+            "(`planner hardware list`)"
+        )
     n = devices if devices is not None else (system.devices if system else 1)
     if n < 1:
         raise InvalidSpecError(f"--devices must be >= 1 (got {n})")

@@ -192,6 +192,8 @@ def estimate_collective(
 ) -> CollectiveResult:
     """One collective over `devices` devices of `hardware` (device or system ID) on a `bytes_` buffer."""
     cat = _catalog(catalog)
+    if devices < 2:
+        raise InvalidSpecError(f"--devices must be >= 2 for a collective (got {devices})")
     cluster = resolve_cluster(hardware, devices, cat)
     c = collective_time(cluster, op, bytes_, devices, algorithm)
     return CollectiveResult(

@@ -44,6 +44,13 @@ class _Config:
         v = self.raw.get(key)
         return default if v is None else v
 
+    def count(self, *keys: str, default: Any = None) -> int:
+        """A size that must be a whole number >= 1 (heads, layers, widths), required unless a default is given."""
+        value = self.req(*keys) if default is None else self.get(keys[0], default)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 1 or value != int(value):
+            raise InvalidSpecError(f"{self.origin}: {keys[0]} must be a whole number >= 1 (got {value!r})")
+        return int(value)
+
 
 def _activation(c: _Config, key: str = "hidden_act") -> str:
     act = str(c.get(key, "silu"))
@@ -66,9 +73,9 @@ def _period(pattern: list[str]) -> list[str]:
 
 
 def _llama_like(c: _Config, *, qkv_bias: bool | None = None, qk_norm: bool = False) -> dict[str, Any]:
-    hidden, heads = int(c.req("hidden_size")), int(c.req("num_attention_heads"))
-    kv_heads = int(c.get("num_key_value_heads", heads))
-    head_dim = int(c.get("head_dim", hidden // heads))
+    hidden, heads = c.count("hidden_size"), c.count("num_attention_heads")
+    kv_heads = c.count("num_key_value_heads", default=heads)
+    head_dim = c.count("head_dim", default=hidden // heads)
     bias = bool(c.get("attention_bias", False)) if qkv_bias is None else qkv_bias
     attention = _attention(
         c, heads, kv_heads, head_dim, qkv_bias=bias, out_bias=bool(c.get("attention_bias", False)), qk_norm=qk_norm
@@ -78,15 +85,15 @@ def _llama_like(c: _Config, *, qkv_bias: bool | None = None, qk_norm: bool = Fal
     if uses_window:
         attention["sliding_window"] = int(window)
     return {
-        "layers": int(c.req("num_hidden_layers")),
+        "layers": c.count("num_hidden_layers"),
         "hidden_size": hidden,
-        "vocab_size": int(c.req("vocab_size")),
+        "vocab_size": c.count("vocab_size"),
         "tied_embeddings": bool(c.get("tie_word_embeddings", False)),
-        "max_seq_len": int(c.req("max_position_embeddings")),
+        "max_seq_len": c.count("max_position_embeddings"),
         "norm": "rmsnorm",
         "position": "rope",
         "attention": attention,
-        "ffn": {"size": int(c.req("intermediate_size")), "activation": _activation(c), "gated": True},
+        "ffn": {"size": c.count("intermediate_size"), "activation": _activation(c), "gated": True},
     }
 
 
@@ -97,9 +104,9 @@ def _llama(c: _Config) -> dict[str, Any]:
 def _mixtral(c: _Config) -> dict[str, Any]:
     d = _llama_like(c)
     d["moe"] = {
-        "experts": int(c.req("num_local_experts")),
-        "top_k": int(c.req("num_experts_per_tok")),
-        "expert_ffn_size": int(c.req("intermediate_size")),
+        "experts": c.count("num_local_experts"),
+        "top_k": c.count("num_experts_per_tok"),
+        "expert_ffn_size": c.count("intermediate_size"),
     }
     return d
 
@@ -120,17 +127,17 @@ def _qwen3_moe(c: _Config) -> dict[str, Any]:
             "are not supported; only leading dense layers are"
         )
     d["moe"] = {
-        "experts": int(c.req("num_experts")),
-        "top_k": int(c.req("num_experts_per_tok")),
-        "expert_ffn_size": int(c.req("moe_intermediate_size")),
+        "experts": c.count("num_experts"),
+        "top_k": c.count("num_experts_per_tok"),
+        "expert_ffn_size": c.count("moe_intermediate_size"),
     }
     return d
 
 
 def _deepseek_v3(c: _Config) -> dict[str, Any]:
     d = _llama_like(c)
-    heads = int(c.req("num_attention_heads"))
-    nope, rope = int(c.req("qk_nope_head_dim")), int(c.req("qk_rope_head_dim"))
+    heads = c.count("num_attention_heads")
+    nope, rope = c.count("qk_nope_head_dim"), c.count("qk_rope_head_dim")
     d["attention"] = {
         "kind": "mla",
         "heads": heads,
@@ -138,16 +145,16 @@ def _deepseek_v3(c: _Config) -> dict[str, Any]:
         "head_dim": nope + rope,
         "mla": {
             "q_lora_rank": c.get("q_lora_rank"),
-            "kv_lora_rank": int(c.req("kv_lora_rank")),
+            "kv_lora_rank": c.count("kv_lora_rank"),
             "qk_nope_head_dim": nope,
             "qk_rope_head_dim": rope,
-            "v_head_dim": int(c.req("v_head_dim")),
+            "v_head_dim": c.count("v_head_dim"),
         },
     }
-    moe_size = int(c.req("moe_intermediate_size"))
+    moe_size = c.count("moe_intermediate_size")
     d["moe"] = {
-        "experts": int(c.req("n_routed_experts")),
-        "top_k": int(c.req("num_experts_per_tok")),
+        "experts": c.count("n_routed_experts"),
+        "top_k": c.count("num_experts_per_tok"),
         "expert_ffn_size": moe_size,
         "shared_experts": int(c.get("n_shared_experts", 0)),
         "dense_layers": int(c.get("first_k_dense_replace", 0)),
@@ -164,9 +171,9 @@ def _gpt_oss(c: _Config) -> dict[str, Any]:
         d["attention"]["layer_pattern"] = _period(kinds)
     d["ffn"]["activation"] = "swiglu_clamped"
     d["moe"] = {
-        "experts": int(c.req("num_local_experts")),
-        "top_k": int(c.req("num_experts_per_tok", "experts_per_token")),
-        "expert_ffn_size": int(c.req("intermediate_size")),
+        "experts": c.count("num_local_experts"),
+        "top_k": c.count("num_experts_per_tok", "experts_per_token"),
+        "expert_ffn_size": c.count("intermediate_size"),
         "router_bias": True,
         "expert_bias": True,
     }
@@ -174,18 +181,18 @@ def _gpt_oss(c: _Config) -> dict[str, Any]:
 
 
 def _gpt2(c: _Config) -> dict[str, Any]:
-    hidden, heads = int(c.req("n_embd")), int(c.req("n_head"))
+    hidden, heads = c.count("n_embd"), c.count("n_head")
     return {
-        "layers": int(c.req("n_layer")),
+        "layers": c.count("n_layer"),
         "hidden_size": hidden,
-        "vocab_size": int(c.req("vocab_size")),
+        "vocab_size": c.count("vocab_size"),
         "tied_embeddings": True,
-        "max_seq_len": int(c.req("n_positions")),
+        "max_seq_len": c.count("n_positions"),
         "norm": "layernorm",
         "position": "learned",
         "attention": _attention(c, heads, heads, hidden // heads, qkv_bias=True, out_bias=True),
         "ffn": {
-            "size": int(c.get("n_inner", 4 * hidden)),
+            "size": c.count("n_inner", default=4 * hidden),
             "activation": _activation(c, "activation_function"),
             "gated": False,
             "bias": True,
@@ -194,38 +201,38 @@ def _gpt2(c: _Config) -> dict[str, Any]:
 
 
 def _gpt_neox(c: _Config) -> dict[str, Any]:
-    hidden, heads = int(c.req("hidden_size")), int(c.req("num_attention_heads"))
+    hidden, heads = c.count("hidden_size"), c.count("num_attention_heads")
     bias = bool(c.get("attention_bias", True))
     return {
-        "layers": int(c.req("num_hidden_layers")),
+        "layers": c.count("num_hidden_layers"),
         "hidden_size": hidden,
-        "vocab_size": int(c.req("vocab_size")),
+        "vocab_size": c.count("vocab_size"),
         "tied_embeddings": bool(c.get("tie_word_embeddings", False)),
-        "max_seq_len": int(c.req("max_position_embeddings")),
+        "max_seq_len": c.count("max_position_embeddings"),
         "norm": "layernorm",
         "position": "rope",
         "attention": _attention(c, heads, heads, hidden // heads, qkv_bias=bias, out_bias=bias),
-        "ffn": {"size": int(c.req("intermediate_size")), "activation": _activation(c), "gated": False, "bias": True},
+        "ffn": {"size": c.count("intermediate_size"), "activation": _activation(c), "gated": False, "bias": True},
     }
 
 
 def _opt(c: _Config) -> dict[str, Any]:
-    hidden, heads = int(c.req("hidden_size")), int(c.req("num_attention_heads"))
-    if int(c.get("word_embed_proj_dim", hidden)) != hidden:
+    hidden, heads = c.count("hidden_size"), c.count("num_attention_heads")
+    if c.count("word_embed_proj_dim", default=hidden) != hidden:
         raise InvalidSpecError(f"{c.origin}: OPT with word_embed_proj_dim != hidden_size (opt-350m) is not supported")
     bias = bool(c.get("enable_bias", True))
     return {
-        "layers": int(c.req("num_hidden_layers")),
+        "layers": c.count("num_hidden_layers"),
         "hidden_size": hidden,
-        "vocab_size": int(c.req("vocab_size")),
+        "vocab_size": c.count("vocab_size"),
         "tied_embeddings": bool(c.get("tie_word_embeddings", True)),
         # OPT's learned position table has 2 extra rows (padding offset): negligible, not modelled.
-        "max_seq_len": int(c.req("max_position_embeddings")),
+        "max_seq_len": c.count("max_position_embeddings"),
         "norm": "layernorm",
         "position": "learned",
         "attention": _attention(c, heads, heads, hidden // heads, qkv_bias=bias, out_bias=bias),
         "ffn": {
-            "size": int(c.req("ffn_dim")),
+            "size": c.count("ffn_dim"),
             "activation": _activation(c, "activation_function"),
             "gated": False,
             "bias": bias,
