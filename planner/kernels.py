@@ -164,6 +164,8 @@ def estimate_memory_copy(hardware: str, bytes_: Any, catalog: Catalog | str | No
     """A streaming kernel moving `bytes_` bytes in all (reads plus writes) through the main memory tier."""
     cat = _catalog(catalog)
     moved = np.asarray(bytes_, dtype=np.float64)
+    if not np.all(np.isfinite(moved)) or np.any(moved <= 0):
+        raise InvalidSpecError(f"--bytes must be a finite size > 0 (got {bytes_})")
     op = Op("copy", "elementwise", 1, flops=0.0, activation_bytes=moved)
     return _result("memory", hardware, "bf16", op, cat)
 
