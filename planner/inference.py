@@ -93,8 +93,8 @@ class InferenceResult(WithOps):
     throughput_tokens_per_s: Any
     prefill_s: Any
     decode_step_s: Any
-    max_batch: int  # largest static batch that fits
-    max_concurrency: int  # most requests in flight under continuous batching (what the engine's admission holds)
+    max_batch: Any  # largest static batch that fits (per scenario in a sweep)
+    max_concurrency: Any  # most requests in flight under continuous batching (what the engine's admission holds)
     memory_per_device_bytes: Any
     weight_bytes_per_device: float
     kv_bytes_per_device: Any
@@ -309,8 +309,8 @@ def estimate_inference(
         throughput_tokens_per_s=throughput,
         prefill_s=prefill_s,
         decode_step_s=decode_s,
-        max_batch=int(np.min(mem.max_batch)) * dp_,
-        max_concurrency=int(np.min(mem.max_concurrency)) * dp_,
+        max_batch=_count(mem.max_batch * dp_),
+        max_concurrency=_count(mem.max_concurrency * dp_),
         memory_per_device_bytes=weights + kv + act,
         weight_bytes_per_device=weights,
         kv_bytes_per_device=kv,
@@ -329,6 +329,12 @@ def estimate_inference(
         engine=engine if mode == "serving" else None,
         arrival=arrival if mode == "serving" else None,
     )
+
+
+def _count(x: Array) -> Any:
+    """Whole numbers per scenario: a Python int for one scenario, an int array for a sweep."""
+    a = np.asarray(x).astype(np.int64)
+    return int(a) if a.ndim == 0 else a
 
 
 @dataclass(frozen=True)
@@ -373,8 +379,6 @@ def _memory(
     slots = _max_sequences(spec, s, p, room, held, 1.0, workspace, kv_scale) if serving else per_replica
     running = np.minimum(per_replica, slots) if serving else per_replica
     kv = kv_bytes_per_sequence(spec, s, p, held) * kv_scale * np.ceil(running)
-    max_len, max_out = float(np.max(in_len)), float(np.max(out_len))
-    most_held = held_tokens(profile, np.asarray(max_len), np.asarray(max_out))
     budget_ws = inference_activation_bytes(spec, s, p, float(profile.token_budget))
     per_token = float(kv_bytes_per_sequence(spec, s, p, KV_BLOCK_TOKENS)) / KV_BLOCK_TOKENS * kv_scale
     return _Memory(
@@ -384,8 +388,8 @@ def _memory(
         placement=place(weights, kv + act, tiers),
         slots=slots,
         running=running,
-        max_batch=_max_sequences(spec, s, p, room, max_len + max_out, max_len, 0.0, kv_scale),
-        max_concurrency=_max_sequences(spec, s, p, room, most_held, 1.0, max_len, kv_scale),
+        max_batch=_max_sequences(spec, s, p, room, in_len + out_len, in_len, 0.0, kv_scale),
+        max_concurrency=_max_sequences(spec, s, p, room, held_tokens(profile, in_len, out_len), 1.0, in_len, kv_scale),
         kv_capacity_tokens=max(0.0, float(room - budget_ws)) / per_token if per_token > 0 else 0.0,
     )
 

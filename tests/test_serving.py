@@ -208,7 +208,16 @@ def test_speculative_knobs_are_checked(catalog: Catalog) -> None:
         estimate_inference("llama3.1-8b", "h100-sxm", 1, speculative="medusa", draft_tokens=2, acceptance=0.5, **kw)
 
 
-_PER_SCENARIO = ("ttft_s", "ttft_p99_s", "tpot_s", "throughput_tokens_per_s", "memory_per_device_bytes", "fits")
+_PER_SCENARIO = (
+    "ttft_s",
+    "ttft_p99_s",
+    "tpot_s",
+    "throughput_tokens_per_s",
+    "memory_per_device_bytes",
+    "fits",
+    "max_batch",
+    "max_concurrency",
+)
 
 
 @settings(max_examples=15, deadline=None)
@@ -231,7 +240,7 @@ def test_an_array_estimate_equals_its_scalar_estimates(
     many = estimate_inference(model, "h100-sxm", n, **{knob: np.array(values)}, **kw)
     for i, v in enumerate(values):
         one = estimate_inference(model, "h100-sxm", n, **{knob: v}, **kw)
-        for field in _PER_SCENARIO:
+        for field in _PER_SCENARIO if not disaggregated else _PER_SCENARIO[:6]:
             got, want = np.ravel(getattr(many, field))[i], getattr(one, field)
             assert got == pytest.approx(want, rel=1e-9), (field, v)
 
@@ -275,8 +284,8 @@ def test_redundant_experts_let_ep_skip_dividing_the_experts(catalog: Catalog) ->
 def test_two_batch_overlap_hides_the_all_to_all(catalog: Catalog) -> None:
     from planner.catalog import resolve_model
     from planner.cluster import resolve_cluster
-    from planner.replica import pass_time
     from planner.ops import Precisions, Sharding
+    from planner.replica import pass_time
 
     spec, cluster = resolve_model("deepseek-v3", catalog), resolve_cluster("h200-sxm", 8, catalog)
     s, p = Sharding(tp=1, ep=8), Precisions("fp8")
@@ -357,3 +366,22 @@ def test_wide_ep_across_nodes_pays_less_with_dedup(catalog: Catalog) -> None:
     full = collective_time(cluster, "all-to-all", 64e6, 32).time_s
     dedup = collective_time(cluster, "all-to-all", 64e6, 32, internode_share=0.45).time_s
     assert dedup < 0.6 * full
+
+
+_TRAINING_FIELDS = ("step_time_s", "tokens_per_s", "mfu", "memory_per_device_bytes", "activations_bytes", "fits")
+
+
+@settings(max_examples=10, deadline=None)
+@given(
+    micro=st.lists(st.sampled_from([1, 2, 4]), min_size=2, max_size=3),
+    seq=st.sampled_from([2048, 8192, 32768]),
+    zero=st.sampled_from([0, 1, 3]),
+)
+def test_a_training_sweep_equals_its_single_estimates(catalog: Catalog, micro: list[int], seq: int, zero: int) -> None:
+    kw = dict(tp=8, pp=2, global_batch=256, seq_len=seq, zero=zero, catalog=catalog)
+    many = estimate_training("llama3.1-70b", "h100-sxm", 64, micro_batch=np.array(micro), **kw)
+    for i, b in enumerate(micro):
+        one = estimate_training("llama3.1-70b", "h100-sxm", 64, micro_batch=b, **kw)
+        for field in _TRAINING_FIELDS:
+            got, want = np.ravel(getattr(many, field))[i], getattr(one, field)
+            assert got == pytest.approx(want, rel=1e-9), (field, b)
