@@ -627,28 +627,23 @@ def _emit_plans(
     plans: Any, fmt: Format, out: str | None, force: bool, catalog: str | None, columns: tuple[str, ...]
 ) -> None:
     from planner.formatting import render_rows, to_json
+    from planner.report import plan_counts, plan_counts_sentence, rejection_rows
 
     if out is not None:
         _write_out(plans, out, force, catalog)
     data = plans.to_dict()
     if fmt is Format.json:
-        _emit(to_json(data))
+        _emit(to_json({**data, "counts": plan_counts(plans)}))
         return
     rows = [{k: p.get(k) for k in columns} for p in data["plans"]]
     if fmt is Format.csv:
         _emit(render_rows(rows, "csv"))
         return
-    render_rows(
-        rows, "table", title=f"best plans ({data['evaluated']} candidates evaluated, objective {data['objective']})"
-    )
-    rejected = data["rejected"]
+    render_rows(rows, "table", title=f"best plans (objective {data['objective']})")
+    _emit(plan_counts_sentence(plans))
+    rejected = rejection_rows(plans)
     if rejected:
-        items = (
-            sorted(rejected.items(), key=lambda kv: -kv[1])
-            if isinstance(next(iter(rejected.values())), int)
-            else list(rejected.items())
-        )
-        render_rows([{"rejected": k, "why / how many": v} for k, v in items], "table", title="rejected")
+        render_rows(rejected, "table", title="rejected, with the constraint that bound each")
 
 
 @plan_app.command("inference")
@@ -669,6 +664,15 @@ def plan_inference_cmd(
     draft_tokens: DraftTokensOpt = 0,
     acceptance: AcceptanceOpt = None,
     top: Annotated[int, typer.Option(min=1, help="Plans to show.")] = 5,
+    weight_precision: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--weight-precision",
+            metavar="P",
+            help="Weight precisions to search (repeat the flag or comma-separate: bf16,fp8); "
+            "default: both bf16 and fp8.",
+        ),
+    ] = None,
     out: OutOpt = None,
     force: ForceOpt = False,
     fmt: FormatOpt = Format.table,
@@ -700,8 +704,20 @@ def plan_inference_cmd(
         speculative=speculative,
         draft_tokens=draft_tokens,
         acceptance=acceptance,
+        weight_precisions=_precisions(weight_precision, default=("bf16", "fp8")),
     )
     _emit_plans(plans, fmt, out, force, catalog, _INFERENCE_PLAN_COLUMNS)
+
+
+def _precisions(values: list[str] | None, default: tuple[str, ...]) -> tuple[str, ...]:
+    """A repeatable, comma-separable precision option: each checked (one line naming the allowed
+    ones), duplicates dropped in order."""
+    from workloads.derived import bytes_per_element
+
+    picked = [p.strip() for v in values or () for p in v.split(",") if p.strip()] or list(default)
+    for precision in picked:
+        bytes_per_element(precision)
+    return tuple(dict.fromkeys(picked))
 
 
 @app.command("sweep")
@@ -718,39 +734,82 @@ def sweep_cmd(
 
     A grid file names the kind and a list (or one value) per knob, e.g.
     "kind: inference", "model: [llama3.1-8b, qwen3-8b]", "tp: [1, 2]", "concurrency: [1, 16, 64]".
+    The grid is sized first (rows, memory). CSV (--out FILE.csv, --format csv) streams any size in
+    bounded memory; .xlsx, .json and tables hold the sweep in memory and stop at 1,000,000 rows.
 
-    Example: planner sweep --grid grid.yaml --out results.xlsx --workers 2
+    Example: planner sweep --grid grid.yaml --out results.csv --workers 2
     """
-    from planner.formatting import render_rows
-    from planner.sweep import load_grid, sweep
+    from pathlib import Path
 
+    from planner.sweep import (
+        Tally,
+        check_buffered,
+        load_grid,
+        plan_grid,
+        row_bytes,
+        size_line,
+        stream,
+        write_csv,
+        write_sweep,
+    )
+
+    kind, knobs = load_grid(grid)
+    plan = plan_grid(kind, knobs)
+    suffix = Path(out).suffix.lower() if out is not None else None
     if out is not None:
+        from planner.export import FORMATS
         from planner.files import check_writable
 
         check_writable(out, force)
-    kind, knobs = load_grid(grid)
-    client = None
-    if dask is not None:
-        try:
-            from distributed import Client
-        except ImportError:
-            raise PlannerError("--dask needs dask and distributed: pip install 'planner[dask]'") from None
-        try:
-            client = Client(dask, timeout="10s")
-        except OSError as e:
-            raise PlannerError(f"cannot reach the Dask scheduler at {dask} ({e})") from None
+        if suffix not in FORMATS:
+            raise PlannerError(f"cannot write '{Path(out).name}' for a sweep: use one of {', '.join(FORMATS)}")
+    streamed = suffix == ".csv" or (out is None and fmt is Format.csv)
+    if not streamed:
+        check_buffered(plan, f"{suffix} output" if suffix else f"--format {fmt.value}")
+    cat_dir = _catalog_dir(catalog)
+    typer.echo(size_line(plan, row_bytes(plan, cat_dir), streamed), err=True)
+    client = _dask_client(dask)
     try:
-        frame = sweep(kind, workers=workers, client=client, catalog=_catalog_dir(catalog), **knobs)
+        chunks = stream(plan, workers=workers, client=client, catalog=cat_dir)
+        if out is not None:
+            tally = write_sweep(chunks, out, force)
+            typer.echo(f"wrote {out} ({tally.rows:,} rows, {tally.failed:,} failed)", err=True)
+        elif streamed:
+            tally = Tally()
+            write_csv(tally.count(chunks), sys.stdout)
+            tally.check()
+        else:
+            _print_sweep(chunks, kind, fmt)
     finally:
         if client is not None:
             client.close()
-    if out is not None:
-        from planner.export import write_frame
 
-        write_frame(frame, out, force)
-        typer.echo(f"wrote {out} ({len(frame)} rows)", err=True)
-        return
-    records = frame.to_dict(orient="records")
+
+def _dask_client(address: str | None) -> Any:
+    """A client of the Dask scheduler at `address` (None: no Dask)."""
+    if address is None:
+        return None
+    try:
+        from distributed import Client
+    except ImportError:
+        raise PlannerError("--dask needs dask and distributed: pip install 'planner[dask]'") from None
+    try:
+        return Client(address, timeout="10s")
+    except OSError as e:
+        raise PlannerError(f"cannot reach the Dask scheduler at {address} ({e})") from None
+
+
+def _print_sweep(chunks: Any, kind: str, fmt: Format) -> None:
+    """A sweep held in memory (check_buffered first) as a table or JSON."""
+    import pandas as pd
+
+    from planner.formatting import render_rows
+    from planner.sweep import Tally
+
+    tally = Tally()
+    frame = pd.concat(list(tally.count(chunks)), ignore_index=True).infer_objects()
+    tally.check()
+    records = frame.astype(object).where(frame.notna(), None).to_dict(orient="records")  # NaN prints as '-'
     if fmt is Format.table:
         keep = [c for c in frame.columns if c in _SWEEP_TABLE_COLUMNS]
         records = [{k: r[k] for k in keep} for r in records]
@@ -836,16 +895,24 @@ def _fail(message: str, code: int) -> NoReturn:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Entry point: user errors exit 2 with one line; anything else is a bug and exits 1."""
+    """Entry point: user errors exit 2 with one line; Ctrl-C exits 130 ("interrupted"), having
+    removed any partial output and stopped the workers; anything else is a bug and exits 1."""
+    import signal
+
     from typer.exceptions import TyperException
 
+    # A shell starts background jobs with SIGINT ignored, and Python then never raises
+    # KeyboardInterrupt: the run went on and exited 0. Ctrl-C (or kill -INT) must always stop it.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
-        app(args=argv, standalone_mode=False)
+        code = app(args=argv, standalone_mode=False)
     except typer.Exit as e:
         raise SystemExit(e.exit_code) from None
     except TyperException as e:  # usage errors: bad option, missing argument
         message = e.format_message().strip()
         _fail(f"error: {message}" if message else "", 2)  # empty: the group's help was printed
+    except KeyboardInterrupt:  # outside a command (typer handles those: below)
+        _fail("interrupted", 130)
     except typer.Abort:
         _fail("aborted", 1)
     except PlannerError as e:
@@ -854,6 +921,12 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(0) from None
     except Exception as e:
         _fail(f"internal error: {type(e).__name__}: {e} -- this is a bug, please report it with the command line", 1)
+    # Not standalone, typer returns an exit code instead of exiting: 130 for a KeyboardInterrupt
+    # in a command (whose cleanup has run by then), or a command's typer.Exit(code).
+    if code == 130:
+        _fail("interrupted", 130)
+    if isinstance(code, int) and code:
+        raise SystemExit(code)
 
 
 if __name__ == "__main__":

@@ -22,7 +22,10 @@ from planner.files import write_atomic
 from planner.formatting import human_value
 
 BOUND_COLOURS = {"compute": "#1f77b4", "memory": "#ff7f0e", "communication": "#2ca02c", "overhead": "#7f7f7f"}
-# Shown at most in the timeline: enough to see the warm-up, steady state and cool-down of 1F1B.
+# The timeline draws the whole step up to this many bars (one per stage, micro-batch and pass);
+# past it, the first micro-batches that fit, and never fewer than TIMELINE_MICROBATCHES (enough to
+# see the warm-up, steady state and cool-down of 1F1B). A truncated timeline says so in its title.
+TIMELINE_BARS = 4096
 TIMELINE_MICROBATCHES = 12
 # Candidates drawn in a plan's Pareto chart at most (SVG; WebGL would need a GPU in a headless browser).
 PARETO_POINTS = 3000
@@ -57,7 +60,7 @@ def report(
         figures.append(
             ("Memory per device", memory_figure(_training_memory(data), [("usable hbm", data["capacity_bytes"])]))
         )
-        figures.append(("One step's timeline", timeline_figure(data)))
+        figures.append((timeline_heading(data), timeline_figure(data)))
     elif ops:
         figures.append(("Time per op class", inference_time_figure(ops)))
         if device is not None:
@@ -303,12 +306,32 @@ def one_f_one_b(
     return events
 
 
+def timeline_microbatches(d: dict[str, Any]) -> tuple[int, int]:
+    """(micro-batches drawn, micro-batches in the step): the whole step unless it exceeds TIMELINE_BARS."""
+    pp, total = int(d["pp"]), int(_first(d["micro_batches"]))
+    fitting = max(TIMELINE_MICROBATCHES, TIMELINE_BARS // (2 * pp))
+    return min(total, fitting), total
+
+
+def timeline_heading(d: dict[str, Any]) -> str:
+    """The timeline's section title; a truncated one states what share of the step it shows."""
+    drawn, total = timeline_microbatches(d)
+    if drawn == total:
+        return f"One step's timeline (all {total} micro-batches)"
+    fwd, bwd = _first(d["forward_per_microbatch_s"]), _first(d["backward_per_microbatch_s"])
+    shown_s = max(e[4] for e in one_f_one_b(int(d["pp"]), drawn, fwd, bwd))
+    return (
+        f"One step's timeline: the first {drawn} of {total} micro-batches "
+        f"({shown_s:.3g} s of the {_first(d['step_time_s']):.3g} s step; the rest repeat the steady state)"
+    )
+
+
 def timeline_figure(d: dict[str, Any]) -> Any:
-    """Per-stage Gantt of one step (the first TIMELINE_MICROBATCHES micro-batches when there are more)."""
+    """Per-stage Gantt of one step (its first micro-batches when the whole step is too many bars)."""
     import plotly.graph_objects as go
 
     pp = int(d["pp"])
-    m = int(min(_first(d["micro_batches"]), TIMELINE_MICROBATCHES))
+    m = timeline_microbatches(d)[0]
     fwd, bwd = _first(d["forward_per_microbatch_s"]), _first(d["backward_per_microbatch_s"])
     events = one_f_one_b(pp, m, fwd, bwd)
     fig = go.Figure()
@@ -323,10 +346,14 @@ def timeline_figure(d: dict[str, Any]) -> Any:
                 name=label,
                 marker={"color": colour},
                 text=[str(e[2]) for e in mine],
+                textposition="auto" if m <= TIMELINE_MICROBATCHES else "none",  # hundreds of labels: noise
                 hovertemplate="micro-batch %{text}: %{base:.1f} ms + %{x:.1f} ms",
             )
         )
     end = max(e[4] for e in events) if events else 0.0
+    drawn, total = timeline_microbatches(d)
+    if drawn < total:  # the DP and optimizer bars below would otherwise seem to follow the last drawn one
+        fig.add_vline(x=end * 1e3, line_dash="dash", annotation_text=f"{total - drawn} more micro-batches not drawn")
     tail = [
         ("DP communication (exposed)", _first(d["dp_comm_exposed_s"]), "#2ca02c"),
         ("optimizer", _first(d["optimizer_s"]), "#9467bd"),
@@ -349,91 +376,239 @@ def timeline_figure(d: dict[str, Any]) -> Any:
     return fig
 
 
-def _plans_page(plans: Any, title: str | None) -> str:
-    """A plan search: the chosen plan, a Pareto chart of the candidates, and a sortable table of
-    candidates and rejections (with the constraint that bound each)."""
-    import pandas as pd
-    import plotly.graph_objects as go
+def is_serving_plan(plans: Any) -> bool:
+    """Serving plans (solvers.plan_inference) carry the SLO they were asked for; training plans do not."""
+    return hasattr(plans, "slo")
 
+
+def plan_question(plans: Any) -> dict[str, str]:
+    """The question a plan search answered, in human units: what a reader checks first."""
     data = plans.to_dict()
-    best = data["plans"][0]
+    if is_serving_plan(plans):
+        slo, w = plans.slo, plans.workload
+        which = "mean" if slo.percentile is None else f"p{slo.percentile * 100:g}"
+        return {
+            "model": data["model"],
+            "request rate": f"{w.rate_per_s:g} requests/s (Poisson arrivals)",
+            "TTFT target": f"<= {slo.ttft_s * 1e3:g} ms ({which})",
+            # the solver holds TPOT to its mean whatever the percentile (the TTFT's queueing is what varies)
+            "TPOT target": f"<= {slo.tpot_s * 1e3:g} ms (mean time per output token)",
+            "prompt length": f"{w.input_len:g} tokens mean, {w.max_input_len:g} max",
+            "output length": f"{w.output_len:g} tokens mean, {w.max_output_len:g} max",
+            "objective": data["objective"],
+        }
+    best = data["plans"][0] if data["plans"] else {}  # the batch and lengths are the plans' own
+    return {
+        "model": data["model"],
+        "hardware": f"{data['devices']} x {data['hardware']}",
+        "global batch": f"{best['global_batch']:g} sequences" if best else "-",
+        "sequence length": f"{best['seq_len']:g} tokens" if best else "-",
+        "precision": str(best.get("precision", "-")),
+        "objective": data["objective"],
+    }
+
+
+def _rejected_after_evaluation(plans: Any) -> dict[str, int]:
+    """Training: the rejections the engine made (candidates evaluated that do not fit), by reason;
+    every other rejection was made by a layout rule before any evaluation."""
+    frame = plans.candidates
+    if frame is None or "reject" not in frame:
+        return {}
+    return {str(k): int(v) for k, v in frame[~frame["fits"].astype(bool)]["reject"].value_counts().items()}
+
+
+def plan_counts(plans: Any) -> dict[str, int]:
+    """What a plan search counted, split so that the parts add up (what each count counts is in its name).
+    Training: searched = fitting + rejected after evaluation + rejected before evaluation.
+    Serving: options evaluated = meeting the SLO + rejected; hardware skipped are not evaluated."""
+    if is_serving_plan(plans):
+        meeting = len(plans.candidates)
+        failed = plans.evaluated - meeting
+        return {
+            "options_evaluated": plans.evaluated,
+            "options_meeting_slo": meeting,
+            "options_rejected": failed,
+            "hardware_skipped": len(plans.rejected) - failed,
+        }
+    after = sum(_rejected_after_evaluation(plans).values())
+    before = sum(plans.rejected.values()) - after
+    return {
+        "candidates_searched": plans.evaluated + before,
+        "candidates_evaluated": plans.evaluated,
+        "candidates_fitting": plans.evaluated - after,
+        "rejected_after_evaluation": after,
+        "rejected_before_evaluation": before,
+    }
+
+
+def plan_counts_sentence(plans: Any) -> str:
+    """plan_counts in one line of prose, for the CLI and the report."""
+    c = plan_counts(plans)
+    if is_serving_plan(plans):
+        skipped = f"; {c['hardware_skipped']} hardware option(s) skipped unevaluated" if c["hardware_skipped"] else ""
+        return (
+            f"{c['options_evaluated']:,} options evaluated (one per hardware, weight precision and TP for aggregated "
+            f"replicas; one per hardware and weight precision for disaggregated pools): "
+            f"{c['options_meeting_slo']:,} meet the SLO, {c['options_rejected']:,} do not{skipped}."
+        )
+    return (
+        f"{c['candidates_searched']:,} candidates searched: {c['candidates_fitting']:,} fit and are ranked; "
+        f"{c['rejected_after_evaluation']:,} evaluated by the engine do not fit in memory "
+        f"({c['candidates_evaluated']:,} evaluated in all); {c['rejected_before_evaluation']:,} rejected "
+        f"by a layout rule before evaluation."
+    )
+
+
+def rejection_rows(plans: Any) -> list[dict[str, Any]]:
+    """Every rejection with the constraint that bound it (training: how many candidates, and whether
+    the engine evaluated them), largest first."""
+    if is_serving_plan(plans):
+        return [{"option": k, "binding constraint": v} for k, v in plans.rejected.items()]
+    after = _rejected_after_evaluation(plans)
+    rows = [
+        {
+            "binding constraint": reason,
+            "stage": "after evaluation" if reason in after else "before evaluation",
+            "candidates": count,
+        }
+        for reason, count in plans.rejected.items()
+    ]
+    return sorted(rows, key=lambda r: -r["candidates"])
+
+
+def serving_pareto_figure(candidates: list[dict[str, Any]], best: dict[str, Any]) -> Any:
+    """Cost (or devices) against TPOT, one colour per hardware type, one symbol per mode. The cost axis
+    is logarithmic (one expensive outlier would squash a linear one); a button switches it to linear."""
+    import plotly.graph_objects as go
+    from plotly.colors import qualitative
+
+    priced = bool(candidates) and all(c.get("usd_per_hour") for c in candidates)
+    xkey, xname, xhover = (
+        ("usd_per_hour", "cost ($/h)", "%{x:$,.2f}/h") if priced else ("devices", "devices", "%{x} devices")
+    )
+    symbols = {"aggregated": "circle", "disaggregated": "diamond"}
     fig = go.Figure()
-    if hasattr(plans, "candidates") and isinstance(plans.candidates, tuple):  # serving plans
-        cands = list(plans.candidates)
-        priced = all(c.get("usd_per_hour") for c in cands)
-        xkey, xlabel = ("usd_per_hour", "cost ($/hour)") if priced else ("devices", "devices")
-        for mode in sorted({c["mode"] for c in cands}):
-            mine = [c for c in cands if c["mode"] == mode]
+    for i, hw in enumerate(sorted({c["hardware"] for c in candidates})):
+        for mode in sorted({c["mode"] for c in candidates if c["hardware"] == hw}):
+            mine = [c for c in candidates if c["hardware"] == hw and c["mode"] == mode]
             fig.add_trace(
                 go.Scatter(
                     x=[c[xkey] for c in mine],
                     y=[c["tpot_s"] * 1e3 for c in mine],
+                    customdata=[[c["ttft_s"] * 1e3, c["devices"]] for c in mine],
                     mode="markers",
-                    name=mode,
-                    text=[f"{c['hardware']} {c['weight_precision']} tp={c['tp']} x{c['replicas']}" for c in mine],
-                    hovertemplate="%{text}<br>%{x} / %{y:.1f} ms<extra></extra>",
+                    name=f"{hw} ({mode})",
+                    legendgroup=hw,
+                    marker={"color": qualitative.Plotly[i % len(qualitative.Plotly)], "symbol": symbols.get(mode)},
+                    text=[f"{hw} {mode} {c['weight_precision']} tp={c['tp']} x{c['replicas']}" for c in mine],
+                    hovertemplate=f"%{{text}}<br>{xhover}, %{{customdata[1]}} devices<br>"
+                    "TPOT %{y:.1f} ms, TTFT %{customdata[0]:.0f} ms<extra></extra>",
                 )
             )
+    fig.add_trace(
+        go.Scatter(
+            x=[best.get(xkey) or best["devices"]],
+            y=[best["tpot_s"] * 1e3],
+            mode="markers",
+            name="chosen",
+            marker={"symbol": "star", "size": 18, "color": "#d62728"},
+            hovertemplate=f"chosen<br>{xhover}<br>TPOT %{{y:.1f}} ms<extra></extra>",
+        )
+    )
+    axis = [
+        {"label": f"{scale} {xname.split(' ')[0]} axis", "method": "relayout", "args": [{"xaxis.type": scale}]}
+        for scale in ("log", "linear")
+    ]
+    fig.update_layout(
+        xaxis={"type": "log", "title": f"{xname}, log scale"},
+        yaxis={"title": "TPOT (ms)"},
+        height=480,
+        updatemenus=[{"type": "buttons", "direction": "left", "buttons": axis, "x": 1, "xanchor": "right", "y": 1.12}],
+    )
+    return fig
+
+
+def training_pareto_figure(frame: Any, best: dict[str, Any]) -> Any:
+    """Memory per device against tokens/s for every evaluated candidate (fitting or not)."""
+    import pandas as pd
+    import plotly.graph_objects as go
+
+    fig = go.Figure()
+    for ok, colour, label in ((True, "#1f77b4", "fits"), (False, "#bbbbbb", "does not fit")):
+        mine = frame[frame["fits"] == ok]
+        if len(mine) > PARETO_POINTS:  # SVG stays light: the fastest half, and an even sample of the rest
+            ranked = mine.sort_values("tokens_per_s", ascending=False)
+            rest = ranked.iloc[PARETO_POINTS // 2 :]
+            mine = pd.concat([ranked.head(PARETO_POINTS // 2), rest.iloc[:: max(1, len(rest) // (PARETO_POINTS // 2))]])
         fig.add_trace(
             go.Scatter(
-                x=[best.get(xkey) or best["devices"]],
-                y=[best["tpot_s"] * 1e3],
+                x=mine["memory_per_device_bytes"] / 1e9,
+                y=mine["tokens_per_s"],
                 mode="markers",
-                name="chosen",
-                marker={"symbol": "star", "size": 18, "color": "#d62728"},
+                name=label,
+                marker={"color": colour, "size": 5},
+                text=[
+                    f"tp={r.tp} pp={r.pp} dp={r.dp} cp={r.cp} zero={r.zero} mb={r.micro_batch} {r.recompute}"
+                    for r in mine.itertuples()
+                ],
+                hovertemplate="%{text}<br>%{x:.1f} GB per device, %{y:.4s} tokens/s<extra></extra>",
             )
         )
-        fig.update_layout(xaxis={"title": xlabel}, yaxis={"title": "TPOT (ms)"}, height=460)
-        rows = [{k: v for k, v in c.items() if k != "price"} for c in cands]
-        rows += [{"option": k, "rejected because": v} for k, v in data["rejected"].items()]
+    fig.add_trace(
+        go.Scatter(
+            x=[best["memory_per_device_bytes"] / 1e9],
+            y=[best["tokens_per_s"]],
+            mode="markers",
+            name="chosen",
+            marker={"symbol": "star", "size": 18, "color": "#d62728"},
+        )
+    )
+    fig.update_layout(xaxis={"title": "memory per device (GB)"}, yaxis={"title": "tokens/s"}, height=460)
+    return fig
+
+
+def _plans_page(plans: Any, title: str | None) -> str:
+    """A plan search: the question, the chosen plan, a Pareto chart of the candidates, a sortable
+    table of candidates and one of the rejections with the constraint that bound each."""
+    data = plans.to_dict()
+    best = data["plans"][0]
+    if is_serving_plan(plans):
+        fig = serving_pareto_figure(list(plans.candidates), best)
+        rows = [{k: v for k, v in c.items() if k != "price"} for c in plans.candidates]
         heading = title or f"serving plans for {data['model']}"
-    else:  # training plans
+    else:
         frame = plans.candidates
-        for ok, colour, label in ((True, "#1f77b4", "fits"), (False, "#bbbbbb", "does not fit")):
-            mine = frame[frame["fits"] == ok]
-            if len(mine) > PARETO_POINTS:  # SVG stays light: the fastest half, and an even sample of the rest
-                ranked = mine.sort_values("tokens_per_s", ascending=False)
-                rest = ranked.iloc[PARETO_POINTS // 2 :]
-                mine = pd.concat(
-                    [ranked.head(PARETO_POINTS // 2), rest.iloc[:: max(1, len(rest) // (PARETO_POINTS // 2))]]
-                )
-            fig.add_trace(
-                go.Scatter(
-                    x=mine["memory_per_device_bytes"] / 1e9,
-                    y=mine["tokens_per_s"],
-                    mode="markers",
-                    name=label,
-                    marker={"color": colour, "size": 5},
-                    text=[
-                        f"tp={r.tp} pp={r.pp} dp={r.dp} cp={r.cp} zero={r.zero} mb={r.micro_batch} {r.recompute}"
-                        for r in mine.itertuples()
-                    ],
-                    hovertemplate="%{text}<br>%{x:.1f} GB, %{y:.4s} tokens/s<extra></extra>",
-                )
-            )
-        fig.add_trace(
-            go.Scatter(
-                x=[best["memory_per_device_bytes"] / 1e9],
-                y=[best["tokens_per_s"]],
-                mode="markers",
-                name="chosen",
-                marker={"symbol": "star", "size": 18, "color": "#d62728"},
-            )
-        )
-        fig.update_layout(xaxis={"title": "memory per device (GB)"}, yaxis={"title": "tokens/s"}, height=460)
+        fig = training_pareto_figure(frame, best)
         shown = frame.sort_values("tokens_per_s", ascending=False)
         rows = shown[shown["fits"]].head(300).to_dict(orient="records")
         rows += shown[~shown["fits"]].head(100).to_dict(orient="records")
-        rows += [{"rule": k, "candidates rejected": v} for k, v in data["rejected"].items()]
         heading = title or f"training plans for {data['model']} on {data['devices']} x {data['hardware']}"
-    shown = {k: v for k, v in best.items() if not isinstance(v, (list, dict)) and v is not None}
-    summary = _summary_table(shown, tuple(shown))
-    table = _sortable_table(rows)
-    page = _page(heading, "<h2>Chosen plan</h2>" + summary, [("Candidates (Pareto view)", fig)])
-    return page.replace("<footer>", f"<section><h2>Candidates and rejections</h2>{table}</section><footer>")
+    question = plan_question(plans)
+    chosen = {k: v for k, v in best.items() if not isinstance(v, (list, dict)) and v is not None}
+    top = (
+        "<h2>The question</h2>"
+        + _rows_table(question)
+        + f"<p class='counts'>{html.escape(plan_counts_sentence(plans))}</p>"
+        + "<h2>Chosen plan</h2>"
+        + _summary_table(chosen, tuple(chosen))
+    )
+    page = _page(heading, top, [("Candidates (Pareto view)", fig)])
+    rejections = rejection_rows(plans)
+    tables = (
+        f"<section><h2>Candidates</h2>{_sortable_table(rows)}</section>"
+        f"<section><h2>Rejections and the constraint that bound each ({len(rejections)})</h2>"
+        f"{_sortable_table(rejections, 'rejections') if rejections else '<p>none</p>'}</section>"
+    )
+    return page.replace("<footer>", f"{tables}<footer>")
 
 
-def _sortable_table(rows: list[dict[str, Any]]) -> str:
+def _rows_table(rows: dict[str, str]) -> str:
+    """Already human-readable label/value pairs as a summary table."""
+    body = "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>" for k, v in rows.items())
+    return f"<table class='summary question'>{body}</table>"
+
+
+def _sortable_table(rows: list[dict[str, Any]], css_class: str = "candidates") -> str:
     """An HTML table whose columns sort on a click (inline script, no dependency)."""
     columns: list[str] = []
     for r in rows:
@@ -459,7 +634,7 @@ function sortTable(th) {
   rows.forEach(r => table.tBodies[0].appendChild(r));
 }
 </script>"""
-    return f"<table class='candidates'><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>{script}"
+    return f"<table class='sortable {css_class}'><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>{script}"
 
 
 def _page(title: str, summary: str, figures: list[tuple[str, Any]]) -> str:
@@ -480,9 +655,9 @@ table.summary {{ border-collapse: collapse; }}
 table.summary th {{ text-align: left; padding: 2px 16px 2px 0; font-weight: 500; color: #555; }}
 table.summary td {{ padding: 2px 0; }}
 section {{ margin-top: 2em; }}
-table.candidates {{ border-collapse: collapse; font-size: 0.8em; display: block; overflow: auto; max-height: 600px; }}
-table.candidates th {{ cursor: pointer; position: sticky; top: 0; background: #eee; padding: 2px 6px; }}
-table.candidates td {{ padding: 1px 6px; border-bottom: 1px solid #eee; }}
+table.sortable {{ border-collapse: collapse; font-size: 0.8em; display: block; overflow: auto; max-height: 600px; }}
+table.sortable th {{ cursor: pointer; position: sticky; top: 0; background: #eee; padding: 2px 6px; }}
+table.sortable td {{ padding: 1px 6px; border-bottom: 1px solid #eee; }}
 footer {{ margin-top: 3em; color: #777; font-size: 0.85em; }}
 </style>
 <script type="text/javascript">{get_plotlyjs()}</script>

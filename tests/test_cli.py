@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import html
 import io
 import json
 import subprocess
@@ -418,3 +419,119 @@ def test_unknown_attention_kernel_is_one_line(capsys: pytest.CaptureFixture[str]
     assert err.count("\n") == 1 and "allowed: flash-attention-2, unfused" in err
     code, out, _ = run(capsys, "hardware", "show", "b200", "--format", "json")
     assert json.loads(out)["derived"]["attention_kernels"] == "flash-attention-4, flash-attention-2, unfused"
+
+
+# Issue 11, point 5: plans that answer the question asked.
+SERVE = ("plan", "inference", "-m", "llama3.1-70b", "-H", "h100-sxm", "-H", "mi300x", "--rate", "10")
+
+
+def test_plan_inference_weight_precision_option(capsys: pytest.CaptureFixture[str]) -> None:
+    def searched(*extra: str) -> tuple[set[str], int]:
+        code, out, err = run(capsys, *SERVE, "--ttft", "0.5", "--tpot", "0.05", "--top", "40", "-f", "json", *extra)
+        assert code == 0, err
+        d = json.loads(out)
+        return {p["weight_precision"] for p in d["plans"]}, d["counts"]["options_evaluated"]
+
+    both, evaluated_both = searched()
+    assert both == {"bf16", "fp8"}  # the default searches both, as the help says
+    assert searched("--weight-precision", "bf16") == ({"bf16"}, evaluated_both // 2)
+    assert searched("--weight-precision", "fp8,bf16") == (both, evaluated_both)
+    assert searched("--weight-precision", "fp8", "--weight-precision", "bf16") == (both, evaluated_both)
+    code, _, err = run(capsys, *SERVE, "--ttft", "0.5", "--tpot", "0.05", "--weight-precision", "bf16,fp12")
+    assert code == 2 and err.startswith("error: unknown precision 'fp12' (allowed:") and err.count("\n") == 1
+
+
+def test_plan_inference_report_states_the_question_and_the_rejections(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "plans.html"
+    code, _, err = run(capsys, *SERVE, "--ttft", "0.5", "--tpot", "0.05", "--percentile", "0.9", "--out", str(path))
+    assert code == 0, err
+    page = path.read_text()
+    question = page[page.index("The question") : page.index("Chosen plan")]  # at the top, before the answer
+    for fact in ("10 requests/s", "&lt;= 500 ms (p90)", "&lt;= 50 ms (mean time per output token)", "1024 tokens mean", "256 tokens mean"):
+        assert fact in question, fact
+    rejections = page[page.index("Rejections and the constraint that bound each") :]
+    assert "h100-sxm bf16 tp=1 aggregated" in rejections and "even at concurrency 1" in rejections
+
+
+def test_plan_inference_pareto_has_log_cost_axis_units_and_hardware_colours() -> None:
+    from planner.report import serving_pareto_figure
+    from solvers import Slo, Workload, plan_inference
+
+    plans = plan_inference("llama3.1-70b", ["h100-sxm", "mi300x"], Workload(10, 1024, 256, 1024, 256), Slo(0.5, 0.05))
+    fig = serving_pareto_figure(list(plans.candidates), plans.to_dict()["plans"][0])
+    assert fig.layout.xaxis.type == "log" and "$/h" in fig.layout.xaxis.title.text
+    assert "ms" in fig.layout.yaxis.title.text
+    assert {b.args[0]["xaxis.type"] for b in fig.layout.updatemenus[0].buttons} == {"log", "linear"}
+    points = [t for t in fig.data if t.name != "chosen"]
+    colour = {t.name.split(" ")[0]: t.marker.color for t in points}
+    assert set(colour) == {"h100-sxm", "mi300x"} and len(set(colour.values())) == 2
+    assert all(colour[t.name.split(" ")[0]] == t.marker.color for t in points)  # one colour per hardware type
+    assert all("/h" in t.hovertemplate and "ms" in t.hovertemplate for t in fig.data)
+
+
+def test_plan_training_counts_add_up_and_say_what_they_count(capsys: pytest.CaptureFixture[str]) -> None:
+    args = ("plan", "training", "-m", "llama3.1-8b", "-H", "h100-sxm", "--devices", "16", "--global-batch", "64")
+    code, out, _ = run(capsys, *args, "-f", "json")
+    assert code == 0
+    d = json.loads(out)
+    c = d["counts"]
+    assert c["candidates_evaluated"] == d["evaluated"]
+    assert c["candidates_evaluated"] == c["candidates_fitting"] + c["rejected_after_evaluation"]
+    assert c["candidates_searched"] == c["candidates_fitting"] + sum(d["rejected"].values())
+    assert c["rejected_after_evaluation"] > 0 and c["rejected_before_evaluation"] > 0
+    code, out, _ = run(capsys, *args)
+    flat = " ".join(out.split())
+    assert f"{c['candidates_searched']:,} candidates searched: {c['candidates_fitting']:,} fit" in flat
+    assert f"({c['candidates_evaluated']:,} evaluated in all)" in flat
+    assert "after evaluation" in flat and "before evaluation" in flat
+    assert "candidates evaluated, objective" not in flat  # the old title set one count against others
+
+
+@pytest.mark.parametrize(
+    ("devices", "pp", "global_batch", "heading"),
+    [
+        ("64", "4", "512", "One step's timeline (all 256 micro-batches)"),
+        ("1024", "16", "8192", "One step's timeline: the first 128 of 1024 micro-batches ("),
+    ],
+)
+def test_training_report_timeline_draws_the_step_or_labels_the_cut(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], devices: str, pp: str, global_batch: str, heading: str
+) -> None:
+    path = tmp_path / "training.html"
+    args = ("estimate", "training", "-m", "llama3.1-70b", "-H", "h100-sxm", "--devices", devices, "--tp", "8")
+    code, _, err = run(capsys, *args, "--pp", pp, "--global-batch", global_batch, "--out", str(path))
+    assert code == 0, err
+    page = html.unescape(path.read_text())
+    assert heading in page
+    if "first" in heading:
+        assert "of the 33.4 s step" in page and "896 more micro-batches not drawn" in page
+
+
+def _cpu_s(pid: int) -> float:
+    import os
+
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+
+
+def test_ctrl_c_during_plan_training_exits_130_and_writes_nothing(tmp_path: Path) -> None:
+    """Issue 11, point 4: typer turned the KeyboardInterrupt into a silent exit 0."""
+    import signal
+    import time
+
+    out = tmp_path / "plans.html"
+    args = ["plan", "training", "-m", "deepseek-v3", "-H", "h100-sxm", "--devices", "16384", "--global-batch", "2048"]
+    exe = Path(sys.executable).parent / "planner"
+    proc = subprocess.Popen(
+        [str(exe), *args, "--out", str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    deadline = time.monotonic() + 60
+    while _cpu_s(proc.pid) < 2.0 and time.monotonic() < deadline:  # past start-up, inside the search (~7 s)
+        time.sleep(0.05)
+    assert proc.poll() is None, "the plan ended before it could be interrupted"
+    proc.send_signal(signal.SIGINT)
+    stdout, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and err == "interrupted\n" and stdout == ""
+    assert list(tmp_path.iterdir()) == []

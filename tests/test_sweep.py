@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from hardware_db.errors import InvalidSpecError
-from planner.sweep import plan_groups, sweep
+from planner.sweep import plan_grid, sweep
 
 GRID = dict(
     model=["llama3.1-8b", "qwen3-8b"],
@@ -67,7 +67,7 @@ def test_training_sweep_vectorises_the_workload_knobs() -> None:
 )
 def test_bad_grids(knobs: dict[str, object], message: str) -> None:
     with pytest.raises(InvalidSpecError, match=message):
-        plan_groups("inference", knobs)
+        plan_grid("inference", knobs)
 
 
 def test_cli_sweep_writes_excel(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -85,3 +85,196 @@ def test_cli_sweep_writes_excel(tmp_path: Path, capsys: pytest.CaptureFixture[st
     with pytest.raises(SystemExit) as e:
         main(["sweep", "--grid", str(grid)])
     assert e.value.code == 2 and "unknown sweep knob 'bogus'" in capsys.readouterr().err
+
+
+# Issue 11, point 4: sized up front, streamed in bounded chunks, interruptible.
+def _grid_file(tmp_path: Path, **knobs: object) -> Path:
+    import yaml
+
+    path = tmp_path / "grid.yaml"
+    path.write_text(yaml.safe_dump(knobs, sort_keys=False))
+    return path
+
+
+# 2 x 100 x 100 x 50 = 1,000,000 rows: long enough (tens of seconds) to be interrupted mid-stream.
+BIG = dict(
+    kind="inference",
+    model="llama3.1-8b",
+    hardware=["h100-sxm", "h200-sxm"],
+    devices=1,
+    batch=list(range(1, 101)),
+    input_len=list(range(128, 128 + 100 * 64, 64)),
+    output_len=list(range(16, 16 + 50 * 16, 16)),
+)
+
+
+def test_grid_is_sized_before_any_work() -> None:
+    grid = plan_grid("inference", {k: v for k, v in BIG.items() if k != "kind"})
+    assert (grid.groups, grid.rows_per_group, grid.rows) == (2, 500_000, 1_000_000)
+    assert grid.task_count(50_000) == 20
+    assert grid.columns()[:3] == ["kind", "model", "hardware"] and grid.columns()[-1] == "error"
+
+
+@pytest.mark.parametrize(
+    ("knobs", "message"),
+    [
+        (
+            dict(model="llama3.1-8b", hardware="h100-sxm", batch=[1, 2], concurrency=[1, 2]),
+            r"a sweep gives batch \(one static batch\) or concurrency \(serving\), not both",
+        ),
+        (
+            dict(model="llama3.1-8b", hardware="h100-sxm", concurrency=["many"]),
+            "sweep knob 'concurrency' takes numbers",
+        ),
+    ],
+)
+def test_contradictory_grids_are_rejected_before_any_work(knobs: dict[str, object], message: str) -> None:
+    with pytest.raises(InvalidSpecError, match=message):
+        plan_grid("inference", knobs)
+    with pytest.raises(InvalidSpecError, match="a training sweep needs 'devices'"):
+        plan_grid("training", dict(model="llama3.1-8b", hardware="h100-sxm"))
+
+
+def test_cli_contradictory_grid_exits_2_and_writes_nothing(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from cli import main
+
+    # The issue's grid: batch and concurrency together, 10^7 combinations.
+    grid = _grid_file(
+        tmp_path,
+        kind="inference",
+        model="llama3.1-8b",
+        hardware="h100-sxm",
+        batch=list(range(1, 1001)),
+        concurrency=list(range(1, 10001)),
+    )
+    out = tmp_path / "r.csv"
+    with pytest.raises(SystemExit) as e:
+        main(["sweep", "--grid", str(grid), "--out", str(out)])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and err.startswith("error: a sweep gives batch") and err.count("\n") == 1
+    assert list(tmp_path.iterdir()) == [grid]
+
+
+def test_cli_every_row_failing_exits_2_and_writes_nothing(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from cli import main
+
+    grid = _grid_file(
+        tmp_path, kind="inference", model="llama3.1-8b", hardware="h100-sxm", tp=[3, 5], concurrency=[1, 2]
+    )
+    with pytest.raises(SystemExit) as e:
+        main(["sweep", "--grid", str(grid), "--out", str(tmp_path / "r.csv")])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and "error: every one of the 4 rows failed; the first: attention heads" in err
+    assert list(tmp_path.iterdir()) == [grid]
+
+
+def test_cli_states_rows_and_memory_and_streams_csv(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import pandas as pd
+
+    from cli import main
+
+    grid = _grid_file(tmp_path, kind="inference", **GRID)
+    out = tmp_path / "r.csv"
+    main(["sweep", "--grid", str(grid), "--out", str(out)])
+    err = capsys.readouterr().err
+    assert "sweep: 72 rows (12 configurations x 6 workloads), about " in err and " as one table; streamed" in err
+    assert "wrote" in err and "(72 rows, 24 failed)" in err
+    written = pd.read_csv(out, keep_default_na=False)
+    assert len(written) == 72 and list(written.columns) == list(sweep("inference", **GRID).columns)
+
+
+@pytest.mark.parametrize("suffix", [".xlsx", ".json"])
+def test_buffered_formats_refuse_grids_past_the_limit(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], suffix: str
+) -> None:
+    import time
+
+    from cli import main
+
+    knobs = dict(BIG, hardware=["h100-sxm", "h200-sxm", "b200"])  # 1.5 million rows
+    started = time.perf_counter()
+    with pytest.raises(SystemExit) as e:
+        main(["sweep", "--grid", str(_grid_file(tmp_path, **knobs)), "--out", str(tmp_path / f"r{suffix}")])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and err.count("\n") == 1
+    assert f"a sweep of 1,500,000 rows is too large for {suffix} output (limit 1,000,000 rows" in err
+    assert "write CSV" in err and time.perf_counter() - started < 5  # refused before any work
+    with pytest.raises(InvalidSpecError, match="more than max_rows=1,000,000"):
+        sweep(**{k: v for k, v in knobs.items() if k != "kind"})
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_chunks_are_bounded_and_in_grid_order(workers: int) -> None:
+    import pandas as pd
+
+    from planner.sweep import stream
+
+    whole = sweep("inference", **GRID)
+    chunks = list(stream(plan_grid("inference", GRID), workers=workers, chunk_rows=2))
+    assert {len(c) for c in chunks} == {2} and len(chunks) == 12 * 3  # 6 workloads per group: 3 chunks of 2
+    assert pd.concat(chunks, ignore_index=True).infer_objects().equals(whole)
+
+
+def test_closing_a_stream_stops_its_worker_processes() -> None:
+    import multiprocessing
+
+    from planner.sweep import stream
+
+    chunks = stream(plan_grid("inference", {k: v for k, v in BIG.items() if k != "kind"}), workers=2)
+    first = next(chunks)
+    assert len(first) == 50_000 and len(multiprocessing.active_children()) == 2
+    chunks.close()
+    assert multiprocessing.active_children() == []
+
+
+def test_closing_a_stream_cancels_its_dask_tasks() -> None:
+    distributed = pytest.importorskip("distributed")
+    from planner.sweep import stream
+
+    with (
+        distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None) as lc,
+        distributed.Client(lc) as client,
+    ):
+        chunks = stream(plan_grid("inference", GRID), client=client, chunk_rows=1)
+        next(chunks)
+        assert client.futures  # a window of tasks in flight
+        chunks.close()
+        assert not client.futures
+
+
+def _children(pid: int) -> list[int]:
+    return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+
+
+@pytest.mark.parametrize("workers", ["0", "2"])
+def test_ctrl_c_exits_130_leaves_no_file_and_stops_workers(tmp_path: Path, workers: str) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    exe = Path(sys.executable).parent / "planner"
+    out = tmp_path / "r.csv"
+    grid = _grid_file(tmp_path, **BIG)
+    proc = subprocess.Popen(
+        [str(exe), "sweep", "--grid", str(grid), "--out", str(out), "--workers", workers],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 60
+    while not list(tmp_path.glob(".r.csv.*.tmp")) and time.monotonic() < deadline:  # streaming has begun
+        time.sleep(0.05)
+    time.sleep(1.0)
+    workers_seen = _children(proc.pid)
+    assert proc.poll() is None, "the sweep ended before it could be interrupted"
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert err.strip().splitlines()[-1] == "interrupted" and "Traceback" not in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["grid.yaml"]  # no r.csv, no temporary file
+    assert len(workers_seen) == (2 if workers == "2" else 0)
+    for pid in workers_seen:
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
