@@ -653,8 +653,8 @@ def plan_inference_cmd(
     rate: Annotated[float, typer.Option(min=0.0, help="Requests per second to serve.")],
     ttft: Annotated[float, typer.Option(help="TTFT target in seconds.")],
     tpot: Annotated[float, typer.Option(help="TPOT target in seconds.")],
-    input_len: Annotated[int, typer.Option(min=1, help="Prompt tokens (or use --lengths).")] = 1024,
-    output_len: Annotated[int, typer.Option(min=1, help="Generated tokens (or use --lengths).")] = 256,
+    input_len: Annotated[int | None, typer.Option(min=1, help="Prompt tokens [1024] (or use --lengths).")] = None,
+    output_len: Annotated[int | None, typer.Option(min=1, help="Generated tokens [256] (or use --lengths).")] = None,
     lengths: Annotated[str | None, typer.Option(metavar="CSV", help="Samples: columns input_len, output_len.")] = None,
     percentile: Annotated[float | None, typer.Option(help="SLO on this percentile (e.g. 0.9); default mean.")] = None,
     objective: Annotated[str, typer.Option(help="cost, devices or goodput.")] = "cost",
@@ -688,9 +688,9 @@ def plan_inference_cmd(
     modes = {"both": None, "aggregated": False, "disaggregated": True}
     if mode not in modes:
         raise PlannerError(f"unknown --mode '{mode}' (allowed: {', '.join(modes)})")
-    workload = (
-        Workload.from_csv(lengths, rate) if lengths else Workload(rate, input_len, output_len, input_len, output_len)
-    )
+    if lengths and (input_len is not None or output_len is not None):
+        raise PlannerError("give --lengths (samples) or --input-len / --output-len, not both")
+    workload = Workload.from_csv(lengths, rate) if lengths else Workload(rate, input_len or 1024, output_len or 256)
     plans = plan_inference(
         model,
         hardware,
@@ -744,6 +744,7 @@ def sweep_cmd(
     from planner.sweep import (
         Tally,
         check_buffered,
+        dask_client,
         load_grid,
         plan_grid,
         row_bytes,
@@ -768,7 +769,7 @@ def sweep_cmd(
         check_buffered(plan, f"{suffix} output" if suffix else f"--format {fmt.value}")
     cat_dir = _catalog_dir(catalog)
     typer.echo(size_line(plan, row_bytes(plan, cat_dir), streamed), err=True)
-    client = _dask_client(dask)
+    client = dask_client(dask)
     try:
         chunks = stream(plan, workers=workers, client=client, catalog=cat_dir)
         if out is not None:
@@ -783,20 +784,6 @@ def sweep_cmd(
     finally:
         if client is not None:
             client.close()
-
-
-def _dask_client(address: str | None) -> Any:
-    """A client of the Dask scheduler at `address` (None: no Dask)."""
-    if address is None:
-        return None
-    try:
-        from distributed import Client
-    except ImportError:
-        raise PlannerError("--dask needs dask and distributed: pip install 'planner[dask]'") from None
-    try:
-        return Client(address, timeout="10s")
-    except OSError as e:
-        raise PlannerError(f"cannot reach the Dask scheduler at {address} ({e})") from None
 
 
 def _print_sweep(chunks: Any, kind: str, fmt: Format) -> None:

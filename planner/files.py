@@ -31,7 +31,10 @@ def atomic_file(path: str | Path, force: bool = False, mode: str = "wb") -> Iter
     file beside `path`, flushed to disk and renamed into place when the block ends; any exception,
     an interrupt included, removes it, so `path` is never left half written."""
     p = check_writable(path, force)
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
+    except OSError as e:  # a read-only or pseudo file system (/proc), no permission, a full disk
+        raise PlannerError(f"cannot write '{p}': {e.strerror or e}") from None
     try:
         umask = os.umask(0)
         os.umask(umask)
@@ -42,6 +45,9 @@ def atomic_file(path: str | Path, force: bool = False, mode: str = "wb") -> Iter
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, p)
+    except OSError as e:
+        Path(tmp).unlink(missing_ok=True)
+        raise PlannerError(f"cannot write '{p}': {e.strerror or e}") from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

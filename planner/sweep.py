@@ -242,6 +242,7 @@ def stream(
     Closing the iterator (or an interrupt) stops the worker processes and cancels the Dask tasks."""
     cat_dir = str(catalog) if catalog is not None else None
     tasks = grid.tasks(chunk_rows, cat_dir)
+    client = dask_client(client)
     if client is not None:
         chunks = _run_dask(client, tasks)
     elif workers and workers > 1:
@@ -456,6 +457,23 @@ def _run_processes(workers: int, tasks: Iterable[tuple[Any, ...]]) -> Generator[
     finally:
         pool.terminate()  # after close(): the workers have finished; else (an interrupt, an error) stop them now
         pool.join()
+
+
+def dask_client(client: Any) -> Any:
+    """A dask.distributed Client: the one given, or one connected to a scheduler address (None: no
+    Dask). Without dask installed, or with something else, a one-line error."""
+    if client is None or hasattr(client, "submit"):
+        return client
+    if not isinstance(client, str):
+        raise InvalidSpecError(f"client= takes a dask.distributed Client or a scheduler address (got {client!r})")
+    try:
+        from distributed import Client
+    except ImportError:
+        raise PlannerError("Dask sweeps need dask and distributed: pip install 'planner[dask]'") from None
+    try:
+        return Client(client, timeout="10s")
+    except OSError as e:
+        raise PlannerError(f"cannot reach the Dask scheduler at {client} ({e})") from None
 
 
 def _run_dask(client: Any, tasks: Iterable[tuple[Any, ...]]) -> Generator[Any, None, None]:

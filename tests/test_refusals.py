@@ -37,3 +37,41 @@ def test_a_hugging_face_config_with_zero_heads_is_refused(tmp_path: Path) -> Non
     path.write_text(json.dumps(config))
     with pytest.raises(InvalidSpecError, match="num_attention_heads must be a whole number >= 1"):
         resolve_model(str(path), load_catalog())
+
+
+def test_an_unwritable_output_is_one_line(tmp_path: Path) -> None:
+    from hardware_db.errors import PlannerError
+    from planner.files import write_atomic
+
+    with pytest.raises(PlannerError, match=r"cannot write '/proc/x\.json'"):
+        write_atomic("/proc/x.json", "{}")
+
+
+def test_plan_lengths_and_input_len_conflict(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    from cli import main
+
+    samples = tmp_path / "lengths.csv"
+    samples.write_text("input_len,output_len\n100,20\n300,40\n")
+    args = ["plan", "inference", "-m", "llama3.1-8b", "-H", "h100-sxm", "--rate", "5", "--ttft", "1", "--tpot", "0.05"]
+    with pytest.raises(SystemExit) as e:
+        main([*args, "--lengths", str(samples), "--input-len", "512"])
+    assert e.value.code == 2 and "not both" in capsys.readouterr().err
+
+
+def test_a_sweep_client_must_be_a_dask_client_or_address() -> None:
+    from planner.sweep import dask_client
+
+    assert dask_client(None) is None
+    with pytest.raises(InvalidSpecError, match=r"client= takes a dask\.distributed Client"):
+        dask_client(42)
+
+
+def test_a_sweep_client_address_without_dask_is_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    from hardware_db.errors import PlannerError
+    from planner.sweep import dask_client
+
+    monkeypatch.setitem(sys.modules, "distributed", None)  # as if dask were not installed
+    with pytest.raises(PlannerError, match="need dask and distributed"):
+        dask_client("tcp://127.0.0.1:8786")
