@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from hardware_db.errors import InvalidSpecError
 from planner.sweep import plan_grid, sweep
@@ -278,3 +280,40 @@ def test_ctrl_c_exits_130_leaves_no_file_and_stops_workers(tmp_path: Path, worke
     for pid in workers_seen:
         with pytest.raises(ProcessLookupError):
             os.kill(pid, 0)
+
+
+_ROW_FIELDS = ("ttft_s", "tpot_s", "throughput_tokens_per_s", "memory_per_device_bytes", "max_concurrency")
+
+
+@settings(max_examples=8, deadline=None)
+@given(
+    concurrency=st.lists(st.integers(1, 256), min_size=1, max_size=3, unique=True),
+    input_len=st.lists(st.sampled_from([256, 2048, 8192]), min_size=1, max_size=2, unique=True),
+    tp=st.lists(st.sampled_from([1, 2]), min_size=1, max_size=2, unique=True),
+)
+def test_every_sweep_row_equals_its_single_estimate(
+    concurrency: list[int], input_len: list[int], tp: list[int]
+) -> None:
+    """Issue 11: 259 of 300 sampled rows of a 46,080-row sweep had a `fits` flag that disagreed with
+    the one-at-a-time estimate. Each row must equal the scalar call, field by field."""
+    import numpy as np
+
+    from planner.inference import estimate_inference
+
+    frame = sweep(
+        "inference",
+        model="qwen3-32b",
+        hardware="h100-sxm",
+        devices=[2],
+        tp=tp,
+        concurrency=concurrency,
+        input_len=input_len,
+        output_len=[256],
+    )
+    for row in frame.itertuples():
+        one = estimate_inference(
+            "qwen3-32b", "h100-sxm", 2, tp=row.tp, concurrency=row.concurrency, input_len=row.input_len, output_len=256
+        )
+        assert bool(row.fits) == bool(one.fits)
+        for field in _ROW_FIELDS:
+            assert getattr(row, field) == pytest.approx(float(np.ravel(getattr(one, field))[0]), rel=1e-9), field
