@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -88,6 +89,10 @@ def in_chunks(fn: Any, knobs: dict[str, Any], **fixed: Any) -> Any:
 def whole(option: str, value: Any, low: float = 1.0) -> Any:
     """`value` (a number or an array) as float64 after checking every element is a finite whole
     number >= low; the error names the CLI option."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):  # one scenario: no numpy reductions
+        if not (math.isfinite(value) and value >= low and value == round(value)):
+            raise InvalidSpecError(f"{option} must be a whole number >= {low:g} (got {value})")
+        return np.float64(value)
     try:
         a = np.asarray(value, dtype=np.float64)
     except (TypeError, ValueError):
@@ -95,3 +100,26 @@ def whole(option: str, value: Any, low: float = 1.0) -> Any:
     if not np.all(np.isfinite(a)) or np.any(a < low) or np.any(a != np.round(a)):
         raise InvalidSpecError(f"{option} must be a whole number >= {low:g} (got {value})")
     return a
+
+
+def reason_per_scenario(fits: Any, reason: Any) -> Any:
+    """The fit reason of each scenario of a sweep: a reason already given per scenario as is, else
+    "fits" where it fits and the reason where it does not (one string for one scenario)."""
+    f = np.asarray(fits)
+    if isinstance(reason, np.ndarray):
+        return reason.reshape(()).item() if reason.size == 1 else reason
+    if f.size <= 1:
+        return reason
+    return np.where(f, "fits", reason).astype(object)
+
+
+def formatted(template: str, *columns: Any) -> Any:
+    """`template.format(*row)` for every row of the columns (1-D arrays of one length), as an object
+    array. Values are rounded to the 0.1 the messages print and each distinct row is formatted
+    once, so a sweep's per-scenario messages cost a sort, not a Python loop over its rows."""
+    table = np.round(np.stack([np.asarray(c, dtype=np.float64).ravel() for c in columns], axis=1), 1)
+    if not len(table):
+        return np.array([], dtype=object)
+    rows, inverse = np.unique(table, axis=0, return_inverse=True)
+    texts = np.array([template.format(*row) for row in rows.tolist()], dtype=object)
+    return texts[np.ravel(inverse)]

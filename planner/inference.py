@@ -25,7 +25,7 @@ import numpy as np
 import numpy.typing as npt
 
 from hardware_db.errors import InvalidSpecError
-from planner.arrays import CHUNK, in_chunks, scalar_or_array, sweep_size, whole
+from planner.arrays import CHUNK, in_chunks, reason_per_scenario, scalar_or_array, sweep_size, whole
 from planner.breakdown import WithOps
 from planner.catalog import Catalog, load_catalog, resolve_model
 from planner.cluster import Cluster, resolve_cluster
@@ -99,7 +99,7 @@ class InferenceResult(WithOps):
     weight_bytes_per_device: float
     kv_bytes_per_device: Any
     fits: Any
-    fit_reason: str
+    fit_reason: Any  # per scenario in a sweep
     bound: str
     prefill_utilization: Any = None  # rho: share of device time spent on prefill (serving)
     prefill_devices: int | None = None  # disaggregated only
@@ -281,7 +281,8 @@ def estimate_inference(
         ttft, tpot, rho, pcts = lat.ttft_s, lat.tpot_s / per_step, lat.utilization, lat.ttft_percentiles_s
         fits = fits & (slots >= 1)
         if np.any(slots < 1):
-            reason = "not one request's KV cache fits beside the weights"
+            full = "not one request's KV cache fits beside the weights"
+            reason = full if np.ndim(slots) == 0 else np.where(slots < 1, full, reason).astype(object)
         mode = "serving"
     e2e = ttft + (out_len - 1.0) * tpot
     total_requests = per_replica * dp_
@@ -397,6 +398,7 @@ def _memory(
 def _result(prefill_times: Sequence[OpTime], decode_times: Sequence[OpTime], **fields: Any) -> InferenceResult:
     """The result: arrays of one scenario become plain numbers; the per-op times ride along."""
     values = {k: scalar_or_array(v) if isinstance(v, (np.ndarray, np.generic)) else v for k, v in fields.items()}
+    values["fit_reason"] = reason_per_scenario(values["fits"], values["fit_reason"])
     return InferenceResult(
         **values,
         bound=decode_times.bound if isinstance(decode_times, Column) else dominant_bound(decode_times),
@@ -522,9 +524,8 @@ def _disaggregated(
     fixed = prefill_s + transfer
     pcts = tuple(fixed + md1_wait_percentile_s(rho / prefill_s, prefill_s, q) for q in qs)
     fits = np.asarray(place_p.fits) & np.asarray(place_d.fits) & (rho < 0.999)
-    reason = place_d.reason if not np.all(place_d.fits) else place_p.reason if not np.all(place_p.fits) else "fits"
-    if np.any(rho >= 0.999):
-        reason = f"the prefill pool saturates (rho={float(np.max(rho)):.2f}): add prefill devices"
+    reason = np.where(np.asarray(place_d.fits), place_p.reason, place_d.reason).astype(object)
+    reason = np.where(rho >= 0.999, "the prefill pool saturates: add prefill devices", reason).astype(object)
     e2e = ttft + (out_len - 1.0) * tpot
     max_len, max_out = float(np.max(in_len)), float(np.max(out_len))
     room_d = tiers_d[0][1] - w_d

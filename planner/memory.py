@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from planner.arrays import formatted
 from planner.catalog import Catalog
 from planner.cluster import Cluster
 from planner.ops import Precisions, Sharding
@@ -126,10 +127,10 @@ class Placement:
     """How `needed` bytes spread over the tiers, and the bandwidth weight reads then see. Per
     scenario when the other bytes are an array (a sweep): `fits`, `spill_bytes` and the weight
     bandwidth are then arrays too (the bandwidth stays one number when every scenario shares it);
-    `reason` describes the first scenario that does not fit, or the largest spill."""
+    `reason` then says, per scenario, why it does not fit or how much spills."""
 
     fits: Any
-    reason: str
+    reason: Any  # a string, or one per scenario
     spill_bytes: Any  # bytes beyond the first tier
     weight_bandwidth_bytes_per_s: Any  # harmonic mix of the tiers the weights landed in
     tiers: tuple[MemoryTierUse, ...]
@@ -155,19 +156,24 @@ def place(weights: float, other: Any, tiers: list[tuple[str, float, float]]) -> 
     fits = ~crowded & ~short
     spill = np.maximum(0.0, weights + o - cap0)
     bw = np.where(fits & (time_per_byte > 0), weights / np.where(time_per_byte > 0, time_per_byte, 1.0), bw0)
-    if crowded.any():
-        worst = float(np.max(o))
-        reason = f"KV cache and activations need {worst / 1e9:.1f} GB but {name0} holds {cap0 / 1e9:.1f} GB usable"
-    elif short.any():
-        total = sum(c for _, c, _ in tiers)
-        reason = (
-            f"needs {(weights + float(np.max(o))) / 1e9:.1f} GB per device but its tiers hold "
-            f"{total / 1e9:.1f} GB in all ({', '.join(n for n, _, _ in tiers)})"
-        )
-    elif spill.max() > 0:
-        reason = f"{float(spill.max()) / 1e9:.1f} GB of weights spill past {name0}"
+    total = sum(c for _, c, _ in tiers)
+    templates = (
+        (crowded, o, f"KV cache and activations need {{:.1f}} GB but {name0} holds {cap0 / 1e9:.1f} GB usable"),
+        (
+            short & ~crowded,
+            weights + o,
+            f"needs {{:.1f}} GB per device but its tiers hold {total / 1e9:.1f} GB in all "
+            f"({', '.join(n for n, _, _ in tiers)})",
+        ),
+        (fits & (spill > 0), spill, f"{{:.1f}} GB of weights spill past {name0}"),
+    )
+    if o.ndim == 0:  # one scenario: the first case that holds
+        reason: Any = next((t.format(float(v) / 1e9) for mask, v, t in templates if mask), "fits")
     else:
-        reason = "fits"
+        reason = np.full(o.shape, "fits", dtype=object)
+        for mask, value, template in templates:  # each scenario's own figures, in the words of its case
+            if mask.any():
+                reason[mask] = formatted(template, np.asarray(value / 1e9)[mask])
     one = o.ndim == 0
     shared_bw = bw.size and np.all(bw == bw.flat[0])
     return Placement(

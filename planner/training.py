@@ -28,7 +28,7 @@ import numpy as np
 import numpy.typing as npt
 
 from hardware_db.errors import InvalidSpecError
-from planner.arrays import CHUNK, in_chunks, scalar_or_array, sweep_size, whole
+from planner.arrays import CHUNK, formatted, in_chunks, reason_per_scenario, scalar_or_array, sweep_size, whole
 from planner.breakdown import WithOps
 from planner.catalog import Catalog, load_catalog, resolve_model
 from planner.cluster import UNFUSED_ATTENTION, Cluster, resolve_cluster
@@ -81,7 +81,7 @@ class TrainingResult(WithOps):
     hfu: Any
     memory_per_device_bytes: Any
     fits: Any
-    fit_reason: str
+    fit_reason: Any  # per scenario in a sweep
     compute_s: Any
     recompute_s: Any
     tp_comm_s: Any
@@ -342,16 +342,20 @@ def estimate_training(
     total = w_bytes + grad_bytes + opt_bytes + act
     cap = cluster.device.main_memory.capacity_bytes * (1 - RESERVE_FRACTION)
     fits = total <= cap
-    reason = "fits"
-    if not np.all(fits):
-        i = int(np.argmax(np.broadcast_to(total, np.broadcast_shapes(np.shape(total), np.shape(fits)))))
-        pick = lambda x: float(np.ravel(np.broadcast_to(x, np.shape(total) or (1,)))[i])  # noqa: E731
-        reason = (
-            f"needs {pick(total) / 1e9:.1f} GB per device (weights {pick(w_bytes) / 1e9:.1f}, gradients "
-            f"{pick(grad_bytes) / 1e9:.1f}, optimizer {pick(opt_bytes) / 1e9:.1f}, activations "
-            f"{pick(act) / 1e9:.1f}) but {cluster.device.main_memory.tier} holds {cap / 1e9:.1f} GB usable: "
-            "raise tp/pp/zero or recompute"
+    shape = np.broadcast_shapes(*(np.shape(x) for x in (total, w_bytes, grad_bytes, opt_bytes, act, fits)))
+    short = ~np.broadcast_to(fits, shape)
+    why = np.full(shape, "fits", dtype=object)
+    if short.any():  # each scenario's own footprint, formatted once per distinct one
+        parts = [
+            np.broadcast_to(np.asarray(x) / 1e9, shape)[short] for x in (total, w_bytes, grad_bytes, opt_bytes, act)
+        ]
+        why[short] = formatted(
+            "needs {:.1f} GB per device (weights {:.1f}, gradients {:.1f}, optimizer {:.1f}, activations "
+            f"{{:.1f}}) but {cluster.device.main_memory.tier} holds {cap / 1e9:.1f} GB usable: raise tp/pp/zero "
+            "or recompute",
+            *parts,
         )
+    reason: Any = why.item() if not shape else why
 
     sc = scalar_or_array
     return TrainingResult(
@@ -378,7 +382,7 @@ def estimate_training(
         hfu=sc(hfu),
         memory_per_device_bytes=sc(total),
         fits=sc(fits),
-        fit_reason=reason,
+        fit_reason=reason_per_scenario(fits, reason),
         attention_kernel=cluster.perf.attention_kernel(attention_kernel).name,
         compute_s=sc(m * (fwd + bwd)),
         recompute_s=sc(m * rec),

@@ -243,6 +243,8 @@ def test_an_array_estimate_equals_its_scalar_estimates(
         for field in _PER_SCENARIO if not disaggregated else _PER_SCENARIO[:6]:
             got, want = np.ravel(getattr(many, field))[i], getattr(one, field)
             assert got == pytest.approx(want, rel=1e-9), (field, v)
+        reason = np.ravel(np.asarray(many.fit_reason, dtype=object))
+        assert reason[i if reason.size > 1 else 0] == one.fit_reason, v
 
 
 def test_issue_11_example_tpot_per_scenario(catalog: Catalog) -> None:
