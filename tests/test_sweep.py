@@ -317,3 +317,32 @@ def test_every_sweep_row_equals_its_single_estimate(
         assert bool(row.fits) == bool(one.fits)
         for field in _ROW_FIELDS:
             assert getattr(row, field) == pytest.approx(float(np.ravel(getattr(one, field))[0]), rel=1e-9), field
+
+
+@settings(max_examples=5, deadline=None)
+@given(
+    global_batch=st.lists(st.sampled_from([64, 128, 256]), min_size=1, max_size=2, unique=True),
+    seq_len=st.lists(st.sampled_from([2048, 8192]), min_size=1, max_size=2, unique=True),
+    tp=st.lists(st.sampled_from([1, 8]), min_size=1, max_size=2, unique=True),
+)
+def test_every_training_sweep_row_equals_its_single_estimate(
+    global_batch: list[int], seq_len: list[int], tp: list[int]
+) -> None:
+    from planner.training import estimate_training
+
+    frame = sweep(
+        "training",
+        model="llama3.1-8b",
+        hardware="h100-sxm",
+        devices=[8],
+        tp=tp,
+        global_batch=global_batch,
+        seq_len=seq_len,
+    )
+    for row in frame.itertuples():
+        one = estimate_training(
+            "llama3.1-8b", "h100-sxm", 8, tp=row.tp, global_batch=row.global_batch, seq_len=row.seq_len
+        )
+        assert bool(row.fits) == bool(one.fits) and row.fit_reason == one.fit_reason
+        for field in ("step_time_s", "tokens_per_s", "memory_per_device_bytes"):
+            assert getattr(row, field) == pytest.approx(float(getattr(one, field)), rel=1e-9), field
