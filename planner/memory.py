@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from planner.arrays import formatted
+from planner.arrays import messages
 from planner.catalog import Catalog
 from planner.cluster import Cluster
 from planner.ops import Precisions, Sharding
@@ -169,11 +169,8 @@ def place(weights: float, other: Any, tiers: list[tuple[str, float, float]]) -> 
     )
     if o.ndim == 0:  # one scenario: the first case that holds
         reason: Any = next((t.format(float(v) / 1e9) for mask, v, t in templates if mask), "fits")
-    else:
-        reason = np.full(o.shape, "fits", dtype=object)
-        for mask, value, template in templates:  # each scenario's own figures, in the words of its case
-            if mask.any():
-                reason[mask] = formatted(template, np.asarray(value / 1e9)[mask])
+    else:  # each scenario's own figures, in the words of its case
+        reason = messages(o.shape, [(mask, value / 1e9, template) for mask, value, template in templates])
     one = o.ndim == 0
     shared_bw = bw.size and np.all(bw == bw.flat[0])
     return Placement(
