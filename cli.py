@@ -405,6 +405,8 @@ def estimate_inference_cmd(
         "kv_link",
         "speculative",
         "tokens_per_step",
+        "matmul_precision",
+        "kv_cache_capacity_tokens",
         "attention_kernel",
     ]
     _emit_estimate(r, fmt, keys, f"{r.model} on {r.devices} x {r.hardware}", out, force, catalog)
