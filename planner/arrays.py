@@ -89,7 +89,9 @@ def in_chunks(fn: Any, knobs: dict[str, Any], **fixed: Any) -> Any:
 def whole(option: str, value: Any, low: float = 1.0) -> Any:
     """`value` (a number or an array) as float64 after checking every element is a finite whole
     number >= low; the error names the CLI option."""
-    if isinstance(value, (int, float)) and not isinstance(value, bool):  # one scenario: no numpy reductions
+    if isinstance(value, (str, bytes, bool)) or value is None:  # numpy would read "8" or True as a number
+        raise InvalidSpecError(f"{option} must be a whole number >= {low:g} (got {value!r})")
+    if isinstance(value, (int, float)):  # one scenario: no numpy reductions
         if not (math.isfinite(value) and value >= low and value == round(value)):
             raise InvalidSpecError(f"{option} must be a whole number >= {low:g} (got {value})")
         return np.float64(value)
@@ -140,3 +142,12 @@ def messages(shape: tuple[int, ...], cases: Any, default: str = "fits") -> Any:
     codes, inverse = np.unique(key, return_inverse=True)
     texts = [default if c == 0 else cases[(c >> 40) - 1][2].format((c & ((1 << 40) - 1)) / 10) for c in codes.tolist()]
     return np.array(texts, dtype=object)[np.reshape(inverse, shape)]
+
+
+def count(option: str, value: Any, low: int = 1) -> int:
+    """A scalar count (devices, a parallel degree) as an int, after checking it is a whole number
+    >= low; the error names the CLI option."""
+    ok = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
+    if not ok or not math.isfinite(value) or value < low or value != int(value):
+        raise InvalidSpecError(f"{option} must be a whole number >= {low} (got {value!r})")
+    return int(value)

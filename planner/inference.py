@@ -25,7 +25,7 @@ import numpy as np
 import numpy.typing as npt
 
 from hardware_db.errors import InvalidSpecError
-from planner.arrays import CHUNK, in_chunks, reason_per_scenario, scalar_or_array, sweep_size, whole
+from planner.arrays import CHUNK, count, in_chunks, reason_per_scenario, scalar_or_array, sweep_size, whole
 from planner.breakdown import WithOps
 from planner.catalog import Catalog, load_catalog, resolve_model
 from planner.cluster import Cluster, resolve_cluster
@@ -187,10 +187,17 @@ def estimate_inference(
         fixed = {k: v for k, v in options.items() if k not in knobs}
         return in_chunks(estimate_inference, knobs, **{**fixed, "catalog": cat})
     spec = resolve_model(model, cat)
+    tp, pp, ep = count("--tp", tp), count("--pp", pp), count("--ep", ep)
+    devices, dp = (None if v is None else count(f"--{k}", v) for k, v in (("devices", devices), ("dp", dp)))
+    redundant_experts = count("--redundant-experts", redundant_experts, low=0)
+    if prefill_devices is not None:
+        prefill_devices = count("--prefill-devices", prefill_devices)
+    if prefill_tp is not None:
+        prefill_tp = count("--prefill-tp", prefill_tp)
     draft = resolve_model(speculative[6:], cat) if speculative and speculative.startswith("draft:") else None
     sp = speculation(speculative, draft_tokens, acceptance, draft)
     qs = quantiles(ttft_percentile)
-    check_num_prompts(num_prompts)
+    num_prompts = check_num_prompts(num_prompts)
     engine_profile(engine, 0.0, token_budget)  # refuse an unknown engine or budget in every mode
     if arrival not in ARRIVALS:
         raise InvalidSpecError(f"unknown arrival '{arrival}' (allowed: {', '.join(ARRIVALS)})")

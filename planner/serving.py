@@ -50,6 +50,7 @@ import numpy as np
 import numpy.typing as npt
 
 from hardware_db.errors import InvalidSpecError
+from planner.arrays import whole
 from planner.queueing import md1_wait_percentile_s, md1_wait_s
 
 Array = npt.NDArray[np.float64]
@@ -342,9 +343,6 @@ def admitted(latency: Latency, slots: Array, running: Array) -> Latency:
     )
 
 
-def check_num_prompts(num_prompts: Any) -> None:
-    if num_prompts is None:
-        return
-    a = np.asarray(num_prompts, dtype=np.float64)
-    if not np.all(np.isfinite(a)) or np.any(a < 1):
-        raise InvalidSpecError(f"--num-prompts must be >= 1 (got {num_prompts})")
+def check_num_prompts(num_prompts: Any) -> Any:
+    """The benchmark's request count as numbers (None: the default)."""
+    return None if num_prompts is None else whole("--num-prompts", num_prompts)

@@ -28,7 +28,7 @@ import numpy as np
 import numpy.typing as npt
 
 from hardware_db.errors import InvalidSpecError
-from planner.arrays import CHUNK, formatted, in_chunks, reason_per_scenario, scalar_or_array, sweep_size, whole
+from planner.arrays import CHUNK, count, formatted, in_chunks, reason_per_scenario, scalar_or_array, sweep_size, whole
 from planner.breakdown import WithOps
 from planner.catalog import Catalog, load_catalog, resolve_model
 from planner.cluster import UNFUSED_ATTENTION, Cluster, resolve_cluster
@@ -221,6 +221,10 @@ def estimate_training(
             tp_overlap=tp_overlap,
         )
     spec = resolve_model(model, cat)
+    devices, tp, pp, cp, ep = (
+        count(f"--{k}", v) for k, v in zip(("devices", "tp", "pp", "cp", "ep"), (devices, tp, pp, cp, ep), strict=True)
+    )
+    dp = None if dp is None else count("--dp", dp)
     rc = recompute_codes(recompute)
     z = np.asarray(zero)
     if not np.all(np.isin(z, (0, 1, 2, 3))):
@@ -231,7 +235,7 @@ def estimate_training(
         raise InvalidSpecError(f"--devices ({devices}) must equal tp x pp x cp x dp ({tp} x {pp} x {cp} x {dp_})")
     if (dp_ * tp) % ep:
         raise InvalidSpecError(f"ep ({ep}) must divide dp x tp ({dp_ * tp})")
-    v = np.asarray(virtual_stages, dtype=np.float64)
+    v = whole("--virtual-stages", virtual_stages)
     if np.any(v < 1) or np.any(pp * v > spec.layers):
         raise InvalidSpecError(
             f"pp x virtual_stages ({pp} x {virtual_stages}) exceeds the model's layers ({spec.layers})"

@@ -149,3 +149,74 @@ def test_fuzz_estimate_training(capsys: pytest.CaptureFixture[str], args: list[s
 @given(args=KERNELS)
 def test_fuzz_estimate_kernels(capsys: pytest.CaptureFixture[str], args: list[str]) -> None:
     check(capsys, args)
+
+
+# The Python API with the same carelessness: numbers of every kind, strings and None where a number
+# belongs. Anything it cannot compute must raise a PlannerError, never a bare Python error.
+_API_BAD = st.one_of(
+    st.integers(-3, 0),
+    st.floats(allow_nan=True, allow_infinity=True, width=32),
+    st.sampled_from([None, "8", "abc", True, 2.5]),
+)
+
+
+def api_values(*good: int) -> st.SearchStrategy[Any]:
+    """Mostly sensible values (so results get checked too), one draw in four adversarial."""
+    sensible = st.sampled_from(good)
+    return st.sampled_from((False, False, False, True)).flatmap(lambda bad: _API_BAD if bad else sensible)
+
+
+API_VALUES = api_values(1, 2, 8, 64, 512, 2048)
+
+
+def _api_check(call: Any) -> None:
+    from hardware_db.errors import PlannerError
+
+    try:
+        result = call()
+    except PlannerError:
+        TRIED["refused"] += 1
+        return
+    TRIED["ok"] += 1
+    for key, value in physical_values(result.to_dict()):
+        assert math.isfinite(value) and value >= 0, (key, value)
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    tp=api_values(1, 2, 4, 8),
+    batch=API_VALUES,
+    concurrency=API_VALUES,
+    input_len=API_VALUES,
+    output_len=API_VALUES,
+    token_budget=API_VALUES,
+    num_prompts=API_VALUES,
+    draft_tokens=api_values(1, 2, 4),
+)
+def test_fuzz_api_estimate_inference(**kw: Any) -> None:
+    from planner.inference import estimate_inference
+
+    args = {k: v for k, v in kw.items() if v is not None}
+    if "batch" in args and "concurrency" in args:
+        args.pop("batch")
+    if "draft_tokens" in args:
+        args.update(speculative="ngram", acceptance=0.5)
+    _api_check(lambda: estimate_inference("llama3.1-8b", "h100-sxm", **args))
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    devices=api_values(8, 16, 64),
+    tp=api_values(1, 2, 8),
+    zero=api_values(0, 1, 2, 3),
+    micro_batch=api_values(1, 2, 4),
+    global_batch=api_values(64, 128, 512),
+    seq_len=api_values(2048, 4096, 8192),
+    virtual_stages=api_values(1, 2),
+)
+def test_fuzz_api_estimate_training(**kw: Any) -> None:
+    from planner.training import estimate_training
+
+    args = {k: v for k, v in kw.items() if v is not None}
+    devices = args.pop("devices", 8)
+    _api_check(lambda: estimate_training("llama3.1-8b", "h100-sxm", devices, **args))
