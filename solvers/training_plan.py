@@ -117,6 +117,10 @@ def plan_training(
     time and cost of the budget when one is given."""
     if objective not in OBJECTIVES:
         raise InvalidSpecError(f"unknown objective '{objective}' (allowed: {', '.join(OBJECTIVES)})")
+    if token_budget is not None and not (
+        isinstance(token_budget, (int, float)) and math.isfinite(token_budget) and token_budget > 0
+    ):
+        raise InvalidSpecError(f"--token-budget must be a finite number of tokens > 0 (got {token_budget})")
     cat = catalog if isinstance(catalog, Catalog) else load_catalog(catalog)
     spec = resolve_model(model, cat)
     cluster = resolve_cluster(hardware, devices, cat)

@@ -75,3 +75,12 @@ def test_a_sweep_client_address_without_dask_is_one_line(monkeypatch: pytest.Mon
     monkeypatch.setitem(sys.modules, "distributed", None)  # as if dask were not installed
     with pytest.raises(PlannerError, match="need dask and distributed"):
         dask_client("tcp://127.0.0.1:8786")
+
+
+@pytest.mark.parametrize("budget", [-5.0, float("nan"), float("inf"), 0.0])
+def test_a_training_token_budget_must_be_positive_and_finite(budget: float) -> None:
+    """Issue 11: --token-budget -5 printed a negative training time and $-0; nan printed nan."""
+    from solvers.training_plan import plan_training
+
+    with pytest.raises(InvalidSpecError, match="--token-budget must be a finite number of tokens > 0"):
+        plan_training("llama3.1-8b", "h100-sxm", 8, global_batch=64, token_budget=budget)
