@@ -83,4 +83,4 @@ def test_a_training_token_budget_must_be_positive_and_finite(budget: float) -> N
     from solvers.training_plan import plan_training
 
     with pytest.raises(InvalidSpecError, match="--token-budget must be a finite number of tokens > 0"):
-        plan_training("llama3.1-8b", "h100-sxm", 8, global_batch=64, token_budget=budget)
+        plan_training("llama3.1-8b", "h100-sxm", 8, 64, 2048, token_budget=budget)
