@@ -52,10 +52,16 @@ class OpTime:
 
     @property
     def bound(self) -> str:
-        c, m, k = mean(self.compute_s), mean(self.memory_s), mean(self.comm_s)
-        if mean(self.overhead_s) > max(c, m, k):
-            return "overhead"
-        return max((c, "compute"), (m, "memory"), (k, "communication"))[1]
+        return bound_of(self.compute_s, self.memory_s, self.comm_s, self.overhead_s)
+
+
+def bound_of(compute_s: Any, memory_s: Any, comm_s: Any, overhead_s: Any) -> str:
+    """What limits an op (means over a sweep's scenarios): launch overhead when it outlasts the
+    rest, else the longest of compute, memory traffic and communication."""
+    c, m, k = mean(compute_s), mean(memory_s), mean(comm_s)
+    if mean(overhead_s) > max(c, m, k):
+        return "overhead"
+    return max((c, "compute"), (m, "memory"), (k, "communication"))[1]
 
 
 # FP32 vector operations per attention score besides its exponential: running max, the scaled

@@ -16,7 +16,7 @@ import numpy.typing as npt
 from planner.arrays import mean
 from planner.cluster import Cluster
 from planner.collectives import achieved_bandwidth
-from planner.evaluate import OpTime, pass_times, total_time
+from planner.evaluate import OpTime, bound_of, pass_times, total_time
 from planner.memory import weight_bytes_per_device
 from planner.ops import Phase, Precisions, Sharding, phase_ops
 from planner.serving import SHAPES
@@ -28,9 +28,14 @@ Array = npt.NDArray[np.float64]
 
 
 def dominant_bound(times: Sequence[OpTime]) -> str:
+    return _heaviest((t.bound, mean(t.total_s)) for t in times)
+
+
+def _heaviest(bounds: Any) -> str:
+    """The bound that holds the most time, from (bound, seconds) pairs."""
     share: dict[str, float] = {}
-    for t in times:
-        share[t.bound] = share.get(t.bound, 0.0) + mean(t.total_s)
+    for bound, seconds in bounds:
+        share[bound] = share.get(bound, 0.0) + seconds
     return max(share, key=lambda k: share[k]) if share else "compute"
 
 
@@ -53,13 +58,14 @@ class Column(Sequence[OpTime]):
 
     @property
     def bound(self) -> str:
-        share: dict[str, float] = {}
-        for t in self._times:
-            c, m, k = (mean(_take(x, self._index)) for x in (t.compute_s, t.memory_s, t.comm_s))
-            o = mean(_take(t.overhead_s, self._index))
-            bound = "overhead" if o > max(c, m, k) else max((c, "compute"), (m, "memory"), (k, "communication"))[1]
-            share[bound] = share.get(bound, 0.0) + mean(_take(t.total_s, self._index))
-        return max(share, key=lambda k: share[k]) if share else "compute"
+        i = self._index
+        return _heaviest(
+            (
+                bound_of(*(_take(x, i) for x in (t.compute_s, t.memory_s, t.comm_s, t.overhead_s))),
+                mean(_take(t.total_s, i)),
+            )
+            for t in self._times
+        )
 
 
 def _pp_p2p_s(cluster: Cluster, spec: ModelSpec, p: Precisions, s: Sharding, tokens: Array) -> Array:
