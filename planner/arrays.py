@@ -119,10 +119,6 @@ def formatted(template: str, *columns: Any) -> Any:
     """`template.format(*row)` for every row of the columns (1-D arrays of one length), as an object
     array. Values are rounded to the 0.1 the messages print and each distinct row is formatted
     once, so a sweep's per-scenario messages cost a sort, not a Python loop over its rows."""
-    if len(columns) == 1:  # one figure per message: a plain sort of the values
-        values, inverse = np.unique(np.round(np.asarray(columns[0], dtype=np.float64).ravel(), 1), return_inverse=True)
-        texts = np.array([template.format(v) for v in values.tolist()], dtype=object)
-        return texts[np.ravel(inverse)]
     table = np.round(np.stack([np.asarray(c, dtype=np.float64).ravel() for c in columns], axis=1), 1)
     if not len(table):
         return np.array([], dtype=object)
