@@ -257,8 +257,6 @@ def estimate_inference(
     placement, running, slots, kv, act, weights = mem.placement, mem.running, mem.slots, mem.kv, mem.act, mem.weights
 
     context_mid = in_len + out_len / 2.0
-    # serving prefills one prompt at a time (batched with the running decodes); a static batch all at once
-    prompts = per_replica if concurrency is None else np.ones_like(per_replica)
     rep = Replica(cluster, spec, s, p, placement.weight_bandwidth_bytes_per_s, attention_kernel, sp, two_batch_overlap)
     active = np.maximum(running, 1.0)
     fits = np.asarray(placement.fits)
@@ -266,8 +264,8 @@ def estimate_inference(
     rho: Any = None
     prefill_times: Sequence[OpTime]
     decode_times: Sequence[OpTime]
-    if concurrency is None:
-        prefill_s, prefill_times = rep.pass_time(prompts, in_len, "prefill", None)
+    if concurrency is None:  # every prompt of the batch prefilled at once
+        prefill_s, prefill_times = rep.pass_time(per_replica, in_len, "prefill", None)
         decode_s, decode_times = rep.decode(active, in_len, context_mid)
         ttft, tpot = prefill_s, decode_s
         pcts: tuple[Any, ...] = (prefill_s,) * len(qs)  # every prompt of the batch at once
@@ -281,9 +279,9 @@ def estimate_inference(
         prefill_s, decode_s = tau[..., PREFILL], tau[..., DECODE] / per_step
         prefill_times, decode_times = Column(times, PREFILL), Column(times, DECODE)
         clients = per_replica * dp_
-        prompts = num_prompts if num_prompts is not None else PROMPTS_PER_CLIENT * clients
+        requests = num_prompts if num_prompts is not None else PROMPTS_PER_CLIENT * clients
         steps = 1.0 + (out_len - 1.0) / per_step
-        lat = serve(profile, arrival, tau, active, in_len, steps, clients / np.maximum(prompts, clients), qs)
+        lat = serve(profile, arrival, tau, active, in_len, steps, clients / np.maximum(requests, clients), qs)
         lat = admitted(lat, per_replica, active)
         ttft, tpot, rho, pcts = lat.ttft_s, lat.tpot_s / per_step, lat.utilization, lat.ttft_percentiles_s
         fits = fits & (slots >= 1)
@@ -317,8 +315,8 @@ def estimate_inference(
         throughput_tokens_per_s=throughput,
         prefill_s=prefill_s,
         decode_step_s=decode_s,
-        max_batch=_count(mem.max_batch * dp_),
-        max_concurrency=_count(mem.max_concurrency * dp_),
+        max_batch=_whole_numbers(mem.max_batch * dp_),
+        max_concurrency=_whole_numbers(mem.max_concurrency * dp_),
         memory_per_device_bytes=weights + kv + act,
         weight_bytes_per_device=weights,
         kv_bytes_per_device=kv,
@@ -339,7 +337,7 @@ def estimate_inference(
     )
 
 
-def _count(x: Array) -> Any:
+def _whole_numbers(x: Array) -> Any:
     """Whole numbers per scenario: a Python int for one scenario, an int array for a sweep."""
     a = np.asarray(x).astype(np.int64)
     return int(a) if a.ndim == 0 else a
