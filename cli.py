@@ -877,6 +877,147 @@ def validate_cmd(
     render_rows(table, "table", title="error per category (evaluated, non-calibration rows)")
 
 
+@plan_app.command("experts")
+def plan_experts_cmd(
+    gpus: Annotated[int, typer.Option(help="EP size: GPUs the experts spread over.")],
+    loads: Annotated[
+        str | None, typer.Option(metavar="FILE", help="Tokens per (layer, expert): .csv, .json, .npy or .npz.")
+    ] = None,
+    zipf: Annotated[float | None, typer.Option(help="Synthetic loads: Zipf exponent of expert popularity.")] = None,
+    hot: Annotated[
+        str | None, typer.Option(metavar="PCT:K", help="Synthetic loads: PCT% of tokens into K hot experts.")
+    ] = None,
+    policy: Annotated[str, typer.Option(help="eplb, llep, ilp or contiguous.")] = "eplb",
+    nodes: Annotated[int, typer.Option(min=1, help="Nodes the GPUs sit on.")] = 1,
+    slots: Annotated[int | None, typer.Option(min=1, help="Expert slots per layer (experts + redundant).")] = None,
+    groups: Annotated[int, typer.Option(min=1, help="Expert groups (group-limited routing).")] = 1,
+    model: Annotated[str | None, typer.Option("--model", "-m", help="Model ID: times before/after.")] = None,
+    hardware: Annotated[str | None, typer.Option("--hardware", "-H", help="Device ID: times before/after.")] = None,
+    weight_precision: Annotated[str, typer.Option(help="Expert weights: bf16, fp8, fp4, ...")] = "bf16",
+    layers: Annotated[int | None, typer.Option(min=1, help="Synthetic loads: MoE layers [the model's].")] = None,
+    experts: Annotated[int | None, typer.Option(min=1, help="Synthetic loads: experts [the model's].")] = None,
+    tokens: Annotated[float, typer.Option(help="Synthetic loads: tokens in the batch.")] = 65536.0,
+    seed: Annotated[int, typer.Option(help="Synthetic loads: random seed.")] = 0,
+    transitions: Annotated[
+        str | None, typer.Option(metavar="NPY", help="ILP stage 2: (layers-1, E, E) counts, .npy.")
+    ] = None,
+    objective: Annotated[str, typer.Option(help="ILP: max (min-max) or deviation (MoETuner).")] = "max",
+    time_limit_s: Annotated[float, typer.Option(help="ILP time limit, seconds.")] = 30.0,
+    mip_gap: Annotated[float, typer.Option(help="ILP relative gap to stop at.")] = 1e-4,
+    solver: Annotated[str, typer.Option(help="ILP solver: highs or cbc.")] = "highs",
+    memory_per_gpu_gb: Annotated[
+        float | None, typer.Option(help="Routed-expert weights a GPU may hold, GB (needs --model).")
+    ] = None,
+    alpha: Annotated[float, typer.Option(help="LLEP capacity factor.")] = 1.0,
+    min_chunk: Annotated[float, typer.Option(help="LLEP minimum tokens per spilled GEMM.")] = 1024.0,
+    trigger: Annotated[float, typer.Option(help="LLEP imbalance ratio that turns it on.")] = 1.3,
+    fmt: FormatOpt = Format.table,
+    out: Annotated[
+        str | None,
+        typer.Option("--out", "-o", metavar="FILE", help="Write FILE: .html heatmaps, .json or .csv the map."),
+    ] = None,
+    force: ForceOpt = False,
+    catalog: CatalogOpt = None,
+) -> None:
+    """Place a MoE model's experts on GPUs (EPLB, LLEP, an exact ILP) and compare with the
+    contiguous layout: balance per layer, and with --model and --hardware the MoE time.
+
+    Example: planner plan experts -m deepseek-v3 -H h200-sxm --gpus 32 --nodes 4 --slots 288 --groups 8 --zipf 0.5
+    """
+    from planner.expert_loads import parse_hot, synthetic_loads
+    from planner.formatting import render_record, render_rows, to_json
+    from solvers.experts import plan_experts
+
+    cat = _catalog(catalog)
+    if (loads is None) == (zipf is None and hot is None):
+        raise PlannerError("give measured --loads FILE, or a synthetic --zipf S or --hot PCT:K")
+    if zipf is not None and hot is not None:
+        raise PlannerError("give --zipf or --hot, not both")
+    table: Any = loads
+    if loads is None:
+        from planner.catalog import resolve_model
+        from workloads.derived import moe_layer_count
+
+        spec = resolve_model(model, cat) if model is not None else None
+        moe = spec.moe if spec is not None else None
+        n_layers = layers or (moe_layer_count(spec) if spec is not None and moe is not None else None)
+        n_experts = experts or (moe.experts if moe is not None else None)
+        if n_layers is None or n_experts is None:
+            raise PlannerError("synthetic loads need --model (a MoE model) or --layers and --experts")
+        table = synthetic_loads(
+            n_layers,
+            n_experts,
+            tokens=tokens,
+            top_k=moe.top_k if moe is not None else 1,
+            zipf=zipf,
+            hot=parse_hot(hot) if hot is not None else None,
+            seed=seed,
+        )
+    trans = None
+    if transitions is not None:
+        import numpy as np
+
+        try:
+            trans = np.load(transitions, allow_pickle=False)
+        except (OSError, ValueError) as e:
+            raise PlannerError(f"cannot read transitions '{transitions}': {e}") from None
+    plan = plan_experts(
+        table,
+        policy=policy,
+        gpus=gpus,
+        nodes=nodes,
+        slots=slots,
+        groups=groups,
+        model=model,
+        hardware=hardware,
+        time_limit_s=time_limit_s,
+        mip_gap=mip_gap,
+        solver=solver,
+        objective=objective,
+        transitions=trans,
+        memory_per_gpu_bytes=None if memory_per_gpu_gb is None else memory_per_gpu_gb * 1e9,
+        alpha=alpha,
+        min_chunk=min_chunk,
+        trigger=trigger,
+        weight_precision=weight_precision,
+        catalog=cat,
+    )
+    if out is not None:
+        _write_expert_plan(plan, out, force)
+    if fmt is Format.json:
+        _emit(to_json(plan.to_dict()))
+        return
+    if fmt is Format.csv:
+        _emit(render_rows(plan.map_rows(), "csv"))
+        return
+    render_record({k: v for k, v in plan.summary().items() if v is not None}, "table", title=f"experts: {policy}")
+    for m in plan.messages:
+        typer.echo(f"note: {m}", err=True)
+
+
+def _write_expert_plan(plan: Any, out: str, force: bool) -> None:
+    from pathlib import Path
+
+    suffix = Path(out).suffix.lower()
+    if suffix == ".html":
+        from planner.report_experts import expert_report
+
+        expert_report(plan, out, force=force)
+    elif suffix == ".json":
+        from planner.export import write_json
+
+        write_json(plan.to_dict(), out, force)
+    elif suffix == ".csv":
+        import pandas as pd
+
+        from planner.export import write_frame
+
+        write_frame(pd.DataFrame(plan.map_rows()), out, force)
+    else:
+        raise PlannerError(f"--out must end in .html, .json or .csv (got '{out}')")
+    typer.echo(f"wrote {out}", err=True)
+
+
 def _fail(message: str, code: int) -> NoReturn:
     if message:
         sys.stderr.write(message.rstrip() + "\n")

@@ -17,6 +17,7 @@ the M/D/1 queue sees each prefill replica's share of the arrival rate.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -25,12 +26,13 @@ import numpy as np
 import numpy.typing as npt
 
 from hardware_db.errors import InvalidSpecError
-from planner.arrays import CHUNK, count, in_chunks, reason_per_scenario, scalar_or_array, sweep_size, whole
+from planner.arrays import CHUNK, count, in_chunks, mean, reason_per_scenario, scalar_or_array, sweep_size, whole
 from planner.breakdown import WithOps
 from planner.catalog import Catalog, load_catalog, resolve_model
 from planner.cluster import Cluster, resolve_cluster
 from planner.collectives import achieved_bandwidth
 from planner.evaluate import OpTime
+from planner.expert_loads import NO_ROUTING, Routing
 from planner.memory import (
     KV_BLOCK_TOKENS,
     Placement,
@@ -117,8 +119,24 @@ class InferenceResult(WithOps):
     speculative: str | None = None  # the drafter, when decoding speculatively
     tokens_per_step: float = 1.0  # tokens one decode step yields (speculative: (1 - a^(k+1)) / (1 - a))
     kv_link: str | None = None  # disaggregated: the link the KV cache crosses between the pools
+    expert_load_max_over_mean: float | None = None  # MoE: the busiest EP rank's routed tokens over the mean
     # per-op times of both phases; the rows are built only when someone looks (one estimate stays fast)
     op_times: tuple[tuple[str, Any], ...] = field(default=(), repr=False, compare=False)
+
+    @functools.cached_property
+    def moe_s(self) -> dict[str, float]:
+        """MoE layers' time per pass on the busiest EP rank, per phase (prefill, decode): router,
+        expert GEMMs, permutes and expert all-to-alls, before any two-batch overlap hides them
+        (means over a sweep's scenarios). Empty for a dense model."""
+        out = {}
+        for phase, times in self.op_times:
+            moe = [t for t in times if t.op.op_class == "moe" or t.op.comm_tier == "ep"]
+            if moe:
+                out[phase] = float(sum(mean(t.total_s) for t in moe))
+        return out
+
+    def to_dict(self, ops: bool = True) -> dict[str, Any]:
+        return {**super().to_dict(ops), **{f"moe_{phase}_s": v for phase, v in self.moe_s.items()}}
 
 
 def _within_context(spec: ModelSpec, in_len: Array, out_len: Array) -> None:
@@ -168,6 +186,9 @@ def estimate_inference(
     acceptance: float | None = None,
     redundant_experts: int = 0,
     two_batch_overlap: bool = False,
+    expert_imbalance: float | None = None,
+    expert_loads: Any = None,
+    expert_placement: Any = None,
 ) -> InferenceResult:
     """Estimate one inference configuration. `batch` (static) or `concurrency` (serving); lengths,
     batch and concurrency may be numpy arrays to evaluate many scenarios at once. attention_kernel:
@@ -179,7 +200,10 @@ def estimate_inference(
     Speculative decoding (planner.speculative): `speculative` names the drafter (mtp, eagle, ngram,
     draft:MODEL), `draft_tokens` its k and `acceptance` the per-token acceptance probability.
     MoE: `redundant_experts` extra expert slots over the EP group (EP need only divide experts +
-    redundant), `two_batch_overlap` hides the expert all-to-alls under the other half batch."""
+    redundant), `two_batch_overlap` hides the expert all-to-alls under the other half batch.
+    Imbalanced routing (planner.expert_loads): `expert_imbalance` (the busiest EP rank's routed
+    tokens over the mean), or `expert_loads` (tokens per layer and expert: an array or a file) with
+    `expert_placement` (a phy2log map, e.g. from solvers.plan_experts; contiguous if None)."""
     options = dict(locals())  # every argument, for the chunked sweep below
     cat = catalog if isinstance(catalog, Catalog) else load_catalog(catalog)
     knobs = {"batch": batch, "concurrency": concurrency, "input_len": input_len, "output_len": output_len}
@@ -202,6 +226,7 @@ def estimate_inference(
     if arrival not in ARRIVALS:
         raise InvalidSpecError(f"unknown arrival '{arrival}' (allowed: {', '.join(ARRIVALS)})")
     p = Precisions(weight_precision, activation_precision, kv_precision or "bf16")
+    routing = Routing(expert_imbalance, expert_loads, expert_placement)
     if batch is not None and concurrency is not None:
         raise InvalidSpecError("give --batch (one static batch) or --concurrency (serving), not both")
     if not disaggregated and (prefill_devices is not None or prefill_tp is not None):
@@ -231,6 +256,7 @@ def estimate_inference(
             sp,
             redundant_experts,
             two_batch_overlap,
+            routing,
         )
     n = devices if devices is not None else group * (dp or 1)
     dp_ = dp if dp is not None else n // group
@@ -240,7 +266,7 @@ def estimate_inference(
         raise InvalidSpecError(f"ep ({ep}) must divide tp x dp ({tp * dp_}): experts are spread over those ranks")
     cluster = resolve_cluster(hardware, n, cat)
     p = on_units(p, cluster)
-    s = Sharding(tp=tp, pp=pp, ep=ep, redundant_experts=redundant_experts, ep_domains=-(-ep // cluster.domain_size))
+    s = _sharding(spec, cluster, tp, pp, ep, redundant_experts, routing)
     if two_batch_overlap and (s.ep == 1 or s.pp > 1):
         raise InvalidSpecError("--two-batch-overlap needs expert parallelism (--ep > 1) and --pp 1")
     check_sharding(spec, s)
@@ -334,7 +360,18 @@ def estimate_inference(
         matmul_precision=p.compute,
         engine=engine if mode == "serving" else None,
         arrival=arrival if mode == "serving" else None,
+        expert_load_max_over_mean=s.expert_imbalance if spec.moe is not None else None,
     )
+
+
+def _sharding(
+    spec: ModelSpec, cluster: Cluster, tp: int, pp: int, ep: int, redundant_experts: int, routing: Routing
+) -> Sharding:
+    """One replica's sharding, EP domains and the busiest EP rank's load included."""
+    experts = spec.moe.experts if spec.moe is not None else None
+    hot = routing.ratio(experts, ep, (experts or 0) + redundant_experts)
+    domains = -(-ep // cluster.domain_size)
+    return Sharding(tp=tp, pp=pp, ep=ep, redundant_experts=redundant_experts, ep_domains=domains, expert_imbalance=hot)
 
 
 def _whole_numbers(x: Array) -> Any:
@@ -471,6 +508,7 @@ def _disaggregated(
     sp: Speculation | None = None,
     redundant_experts: int = 0,
     two_batch_overlap: bool = False,
+    routing: Routing = NO_ROUTING,
 ) -> InferenceResult:
     """Separate prefill and decode pools (DistServe / Dynamo style) sharing one request stream."""
     ptp = prefill_tp or tp
@@ -488,8 +526,10 @@ def _disaggregated(
     cluster_d = resolve_cluster(hardware, n_d, cat)
     p = on_units(p, cluster_d)
     r_p, r_d = n_p // ptp, n_d // decode_group
-    s_p = Sharding(tp=ptp, ep=min(ep, ptp))
-    s_d = Sharding(tp=tp, pp=pp, ep=ep, redundant_experts=redundant_experts, ep_domains=-(-ep // cluster_d.domain_size))
+    experts = spec.moe.experts if spec.moe is not None else None
+    ep_p = min(ep, ptp)
+    s_p = Sharding(tp=ptp, ep=ep_p, expert_imbalance=routing.ratio(experts, ep_p, placed=False))
+    s_d = _sharding(spec, cluster_d, tp, pp, ep, redundant_experts, routing)
     check_sharding(spec, s_p)
     check_sharding(spec, s_d)
     in_len = whole("--input-len", input_len)
@@ -572,6 +612,7 @@ def _disaggregated(
         prefill_tp=ptp,
         kv_transfer_s=transfer,
         kv_link=f"{link.link.id} ({link.name})",
+        expert_load_max_over_mean=s_d.expert_imbalance if spec.moe is not None else None,
         matmul_precision=p.compute,
         speculative=None if sp is None else sp.method,
         tokens_per_step=decode_pool.tokens_per_step,

@@ -70,7 +70,9 @@ def inference_activation_bytes(spec: ModelSpec, s: Sharding, p: Precisions, toke
     """Peak workspace of one forward pass over `tokens` tokens: the widest live tensors of a layer
     (residual, normed input, FFN intermediate) plus the logits of the last stage."""
     t = np.asarray(tokens, dtype=np.float64)
-    ffn = spec.ffn.size if spec.moe is None else max(spec.ffn.size, spec.moe.expert_ffn_size * spec.moe.top_k)
+    # the busiest EP rank holds expert_imbalance times the mean routed tokens' intermediates
+    moe = 0 if spec.moe is None else spec.moe.expert_ffn_size * spec.moe.top_k * s.expert_imbalance
+    ffn = max(spec.ffn.size, moe)
     width = 3 * spec.hidden_size + 2 * ffn / s.tp
     return t * width * p.act_bytes
 

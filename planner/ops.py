@@ -45,6 +45,9 @@ class Sharding:
     sp: bool = False  # sequence parallelism inside TP: norms and dropout on 1/tp of the tokens
     redundant_experts: int = 0  # extra expert slots (EPLB replicas of hot experts) across the EP group
     ep_domains: int = 1  # scale-up domains the EP group spans (per-domain deduplication of dispatch)
+    # the busiest EP rank's routed tokens over the mean (planner.expert_loads): a MoE layer ends when
+    # that rank's grouped GEMMs and its share of the all-to-alls do
+    expert_imbalance: float = 1.0
 
     def __post_init__(self) -> None:
         for name in ("tp", "ep", "cp", "pp"):
@@ -483,8 +486,12 @@ def _ffn_ops(spec: ModelSpec, s: Sharding, p: Precisions, t: Array, n_dense: flo
     # tokens entering the MoE on this device; with EP across the TP group they are split first
     t_moe = t / s.tp if s.ep > 1 and s.tp > 1 and not inside else t
     routed = t_moe * moe.top_k  # token-expert pairs this device's tokens create
-    # balanced routing: as many pairs arrive as leave; with EP inside TP a group gets 1/ep of them
-    pairs_local = routed / s.ep if inside else routed
+    # balanced routing: as many pairs arrive as leave; with EP inside TP a group gets 1/ep of them.
+    # Imbalanced routing: the busiest rank receives expert_imbalance times the mean, and the layer
+    # waits for it. Tokens leave every rank evenly (attention is data parallel), so each sender's
+    # share to that rank, intra- and inter-node alike, grows by the same factor.
+    hot = s.expert_imbalance
+    pairs_local = (routed / s.ep if inside else routed) * hot
     # expected local experts that receive at least one token (weights of the rest are not read)
     all_tokens = t_moe if inside else t_moe * s.ep
     # a replicated expert's tokens split over its slots: each slot sees a share of its expert's
@@ -508,8 +515,8 @@ def _ffn_ops(spec: ModelSpec, s: Sharding, p: Precisions, t: Array, n_dense: flo
         )
     )
     # permute tokens into expert order before the expert GEMMs and back (weighted) after them
-    ops.append(_elementwise("moe_permute", routed, h, 1.0, 0.0, p, n_moe))
-    ops.append(_elementwise("moe_unpermute", routed, h, 1.0, 1.0, p, n_moe))
+    ops.append(_elementwise("moe_permute", routed * hot, h, 1.0, 0.0, p, n_moe))
+    ops.append(_elementwise("moe_unpermute", routed * hot, h, 1.0, 1.0, p, n_moe))
     if s.ep > 1 and not inside:
         # DeepEP / DeepSeek-V3 (arXiv 2412.19437 section 3.3): with 8-bit GEMMs the tokens are
         # quantised before dispatch (FP8 plus one fp32 scale per 128 elements); combine stays 16-bit
@@ -517,11 +524,11 @@ def _ffn_ops(spec: ModelSpec, s: Sharding, p: Precisions, t: Array, n_dense: flo
         share = node_dedup_share(moe.top_k, s.ep_domains)
         ops += [
             replace(
-                _comm("ep_dispatch", "all-to-all", routed * (h * dispatch_bytes), s.ep, n_moe, "ep"),
+                _comm("ep_dispatch", "all-to-all", routed * hot * (h * dispatch_bytes), s.ep, n_moe, "ep"),
                 internode_share=share,
             ),
             replace(
-                _comm("ep_combine", "all-to-all", routed * (h * p.act_bytes), s.ep, n_moe, "ep"),
+                _comm("ep_combine", "all-to-all", routed * hot * (h * p.act_bytes), s.ep, n_moe, "ep"),
                 internode_share=share,
             ),
         ]

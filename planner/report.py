@@ -70,7 +70,7 @@ def report(
             tiers = device_tiers(resolve_cluster(data["hardware"], data["devices"], cat), cat)
             figures.append(("Memory per device", memory_figure(_inference_memory(data), _cumulative(tiers))))
     heading = title or _title(data)
-    page = _page(heading, _summary_table(data), figures)
+    page = html_page(heading, summary_table(data), figures)
     if path is not None:
         write_atomic(path, page, force)
     return page
@@ -125,7 +125,7 @@ _SUMMARY_KEYS = (
 )
 
 
-def _summary_table(d: dict[str, Any], keys: tuple[str, ...] | None = None) -> str:
+def summary_table(d: dict[str, Any], keys: tuple[str, ...] | None = None) -> str:
     rows = []
     for k in keys or _SUMMARY_KEYS:
         v = d.get(k)
@@ -590,9 +590,9 @@ def _plans_page(plans: Any, title: str | None) -> str:
         + _rows_table(question)
         + f"<p class='counts'>{html.escape(plan_counts_sentence(plans))}</p>"
         + "<h2>Chosen plan</h2>"
-        + _summary_table(chosen, tuple(chosen))
+        + summary_table(chosen, tuple(chosen))
     )
-    page = _page(heading, top, [("Candidates (Pareto view)", fig)])
+    page = html_page(heading, top, [("Candidates (Pareto view)", fig)])
     rejections = rejection_rows(plans)
     tables = (
         f"<section><h2>Candidates</h2>{_sortable_table(rows)}</section>"
@@ -637,7 +637,7 @@ function sortTable(th) {
     return f"<table class='sortable {css_class}'><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>{script}"
 
 
-def _page(title: str, summary: str, figures: list[tuple[str, Any]]) -> str:
+def html_page(title: str, summary: str, figures: list[tuple[str, Any]]) -> str:
     import plotly.io as pio
     from plotly.offline import get_plotlyjs
 

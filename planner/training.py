@@ -34,6 +34,7 @@ from planner.catalog import Catalog, load_catalog, resolve_model
 from planner.cluster import UNFUSED_ATTENTION, Cluster, resolve_cluster
 from planner.collectives import achieved_bandwidth, collective_time
 from planner.evaluate import ATTENTION_BACKWARD_FLOPS, OpTime, backward_s, pass_times
+from planner.expert_loads import Routing
 from planner.memory import RESERVE_FRACTION, weight_bytes_per_device
 from planner.ops import Precisions, Sharding, check_sharding, phase_ops
 from workloads.derived import attention_flops_per_token, bytes_per_element, parameter_counts
@@ -99,6 +100,8 @@ class TrainingResult(WithOps):
     backward_per_microbatch_s: Any  # recompute included
     capacity_bytes: float  # usable first-tier memory per device (after the framework reserve)
     attention_kernel: str = ""  # the attention kernel assumed (the family's default unless named)
+    moe_s: Any = None  # MoE layers' forward + backward per step (router, experts, all-to-alls), busiest EP rank
+    expert_load_max_over_mean: float | None = None  # the busiest EP rank's routed tokens over the mean
     # forward op times of one micro-batch on the first stage; rows are built only when asked for
     op_times: tuple[tuple[str, Any], ...] = field(default=(), repr=False, compare=False)
 
@@ -149,7 +152,8 @@ def activation_bytes_per_layer(
         return hid  # only each layer's input is kept
     q_dim, kv_dim = a.heads * a.head_dim, a.kv_heads * a.head_dim
     attn = 2 * hid + sb * (q_dim + 2 * kv_dim + q_dim) * act_bytes / s.tp  # norm in, QKV in; Q,K,V; O-proj in
-    ffn_width = spec.ffn.size if spec.moe is None else spec.moe.expert_ffn_size * spec.moe.top_k
+    # MoE: the busiest EP rank keeps expert_imbalance times the mean routed tokens' intermediates
+    ffn_width = spec.ffn.size if spec.moe is None else spec.moe.expert_ffn_size * spec.moe.top_k * s.expert_imbalance
     gate = 3 if spec.ffn.gated else 2  # gate and up outputs (or up), activation output
     mlp = 2 * hid + sb * ffn_width * gate * act_bytes / (s.tp if spec.moe is None or s.ep == 1 else 1)
     return attn + mlp
@@ -183,6 +187,9 @@ def estimate_training(
     attention_kernel: str | None = None,
     dp_overlap: bool = True,
     tp_overlap: bool = False,
+    expert_imbalance: float | None = None,
+    expert_loads: Any = None,
+    expert_placement: Any = None,
 ) -> TrainingResult:
     """Estimate one training step. micro_batch, global_batch, seq_len, zero, recompute (names or 0/1/2)
     and virtual_stages may be numpy arrays (broadcast together): a solver evaluates many plans at once.
@@ -193,7 +200,9 @@ def estimate_training(
     the TP all-gathers and reduce-scatters run in chunks under the GEMMs they feed (Megatron-core
     --tp-comm-overlap with Transformer Engine's userbuffers, torchtitan's async TP): with the
     collective and its GEMMs each split into tp chunks, max(comm, gemm) + min(comm, gemm) / tp
-    (Wang et al., ASPLOS 2023, "Overlap communication with dependent computation via decomposition")."""
+    (Wang et al., ASPLOS 2023, "Overlap communication with dependent computation via decomposition").
+    MoE routing imbalance: `expert_imbalance`, or `expert_loads` with `expert_placement`, as in
+    estimate_inference (planner.expert_loads)."""
     cat = catalog if isinstance(catalog, Catalog) else load_catalog(catalog)
     knobs = {"micro_batch": micro_batch, "global_batch": global_batch, "seq_len": seq_len}
     if any(np.ndim(x) for x in (zero, recompute, virtual_stages)) and sweep_size(*knobs.values()) > CHUNK:
@@ -219,6 +228,9 @@ def estimate_training(
             attention_kernel=attention_kernel,
             dp_overlap=dp_overlap,
             tp_overlap=tp_overlap,
+            expert_imbalance=expert_imbalance,
+            expert_loads=expert_loads,
+            expert_placement=expert_placement,
         )
     spec = resolve_model(model, cat)
     devices, tp, pp, cp, ep = (
@@ -244,7 +256,9 @@ def estimate_training(
     # Megatron-core orders ranks tp-cp-ep-dp-pp: an EP group strides over tp x cp ranks
     cluster = resolve_cluster(hardware, devices, cat)
     domains = -(-(ep * tp * cp) // cluster.domain_size) if ep > 1 else 1
-    s = Sharding(tp=tp, ep=ep, cp=cp, pp=pp, sp=sp, ep_domains=domains)
+    routing = Routing(expert_imbalance, expert_loads, expert_placement)
+    hot = routing.ratio(spec.moe.experts if spec.moe is not None else None, ep)
+    s = Sharding(tp=tp, ep=ep, cp=cp, pp=pp, sp=sp, ep_domains=domains, expert_imbalance=hot)
     check_sharding(spec, s)
     if pp == 1 and np.any(v > 1):
         raise InvalidSpecError(f"--virtual-stages ({virtual_stages}) needs pipeline parallelism (--pp > 1)")
@@ -291,12 +305,13 @@ def estimate_training(
         attn = (_sum(times, ("attention",)) + _sum(times, ("attention",), scale=_BACKWARD_FLOPS)) / 2
         cp_exposed = np.maximum(cp_raw - 2 * attn, 0.0)
         total = fwd + bwd + rec + tp_c + ep_c + cp_exposed
-        here = np.broadcast_arrays(total, fwd, bwd, rec, tp_c, ep_c, cp_exposed)
+        moe = _sum(times, ("moe",)) + _sum(times, ("moe",), scale=_BACKWARD_FLOPS) + ep_c  # on the busiest EP rank
+        here = np.broadcast_arrays(total, fwd, bwd, rec, tp_c, ep_c, cp_exposed, moe)
         parts = (
             here if parts is None else [np.where(here[0] > parts[0], x, y) for x, y in zip(here, parts, strict=True)]
         )
     assert parts is not None
-    t_mb, fwd, bwd, rec, tp_c, ep_c, cp_exposed = parts
+    t_mb, fwd, bwd, rec, tp_c, ep_c, cp_exposed, moe = parts
 
     bubble = (pp - 1) / v * t_mb
     p2p = _p2p_s(cluster, spec, s, b, S, p)
@@ -404,6 +419,8 @@ def estimate_training(
         forward_per_microbatch_s=sc(fwd + (tp_c + ep_c + cp_exposed) / 2),
         backward_per_microbatch_s=sc(bwd + rec + (tp_c + ep_c + cp_exposed) / 2),
         capacity_bytes=cap,
+        moe_s=sc(m * moe) if spec.moe is not None else None,
+        expert_load_max_over_mean=hot if spec.moe is not None else None,
         op_times=(("forward", stage_times[0]),),
     )
 
