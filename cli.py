@@ -202,6 +202,15 @@ def models_show(
 
 
 ModelOpt = Annotated[str, typer.Option("--model", "-m", help="Model ID, config.json or YAML file.")]
+ExpertImbalanceOpt = Annotated[
+    float | None, typer.Option(help="MoE: the busiest EP rank's routed tokens over the mean (>= 1).")
+]
+ExpertLoadsOpt = Annotated[
+    str | None, typer.Option(metavar="FILE", help="MoE: measured tokens per (layer, expert), .csv/.json/.npy.")
+]
+ExpertPlacementOpt = Annotated[
+    str | None, typer.Option(metavar="FILE", help="MoE: phy2log map (planner plan experts --out map.json).")
+]
 SpeculativeOpt = Annotated[
     str | None,
     typer.Option(
@@ -328,6 +337,9 @@ def estimate_inference_cmd(
     two_batch_overlap: Annotated[
         bool, typer.Option(help="MoE: two half batches hide each other's expert all-to-alls (SGLang TBO).")
     ] = False,
+    expert_imbalance: ExpertImbalanceOpt = None,
+    expert_loads: ExpertLoadsOpt = None,
+    expert_placement: ExpertPlacementOpt = None,
     out: OutOpt = None,
     force: ForceOpt = False,
     fmt: FormatOpt = Format.table,
@@ -368,6 +380,9 @@ def estimate_inference_cmd(
         acceptance=acceptance,
         redundant_experts=redundant_experts,
         two_batch_overlap=two_batch_overlap,
+        expert_imbalance=expert_imbalance,
+        expert_loads=expert_loads,
+        expert_placement=expert_placement,
     )
     keys = [
         "model",
@@ -436,6 +451,9 @@ def estimate_training_cmd(
     tp_overlap: Annotated[
         bool, typer.Option(help="Overlap TP collectives with their GEMMs (Megatron --tp-comm-overlap, async TP).")
     ] = False,
+    expert_imbalance: ExpertImbalanceOpt = None,
+    expert_loads: ExpertLoadsOpt = None,
+    expert_placement: ExpertPlacementOpt = None,
     out: OutOpt = None,
     force: ForceOpt = False,
     fmt: FormatOpt = Format.table,
@@ -468,6 +486,9 @@ def estimate_training_cmd(
         attention_kernel=attention_kernel,
         dp_overlap=dp_overlap,
         tp_overlap=tp_overlap,
+        expert_imbalance=expert_imbalance,
+        expert_loads=expert_loads,
+        expert_placement=expert_placement,
     )
     _emit_estimate(r, fmt, list(r.to_dict()), f"{r.model} training on {r.devices} x {r.hardware}", out, force, catalog)
 

@@ -232,6 +232,14 @@ def gpu_loads(loads: Array, phy2log: IntArray, gpus: int, shares: Array | None =
     return s.reshape(s.shape[0], gpus, -1).sum(axis=2)
 
 
+def contiguous_gpu_loads(loads: Array, gpus: int) -> Array:
+    """Tokens per GPU and layer in the default EP layout: expert e on GPU e * gpus // experts
+    (e // (experts / gpus) when the GPUs divide the experts)."""
+    experts = loads.shape[1]
+    gpu = np.arange(experts) * gpus // experts
+    return loads @ np.eye(gpus)[gpu]
+
+
 def balance(per_gpu: Array) -> Array:
     """Max over mean GPU load, per layer (1 is perfect)."""
     return per_gpu.max(axis=1) / np.maximum(per_gpu.mean(axis=1), 1e-300)

@@ -28,6 +28,7 @@ from planner.expert_loads import (
     balance,
     check_loads,
     contiguous,
+    contiguous_gpu_loads,
     gpu_loads,
     max_over_mean,
     read_loads,
@@ -190,11 +191,11 @@ def plan_experts(
         raise InvalidSpecError(f"expert loads have {experts} experts per layer; {spec.id} {have}")
     n_slots = experts if slots is None else _whole("--slots", slots)
     check_layout(experts, n_slots, groups, nodes, gpus)
-    if experts % gpus:
-        raise InvalidSpecError(f"the contiguous baseline needs the GPUs ({gpus}) to divide the experts ({experts})")
+    if policy == "llep" and experts % gpus:
+        raise InvalidSpecError(f"llep keeps the contiguous layout: GPUs ({gpus}) must divide experts ({experts})")
     messages: list[str] = []
     n_slots = _slots_in_memory(spec, n_slots, gpus, experts, memory_per_gpu_bytes, weight_precision, messages)
-    before = gpu_loads(table, contiguous(layers, experts), gpus)
+    before = contiguous_gpu_loads(table, gpus)
     placed = _place(
         policy,
         table,
@@ -350,6 +351,8 @@ def _place(
     if policy == "contiguous":
         if slots != experts:
             messages.append(f"contiguous uses {experts} slots: the {slots - experts} redundant ones stay empty")
+        if experts % gpus:
+            raise InvalidSpecError(f"contiguous needs the GPUs ({gpus}) to divide the experts ({experts})")
         phy = contiguous(layers, experts)
         return phy, np.ones(phy.shape), gpu_loads(table, phy, gpus), "heuristic", None, []
     if policy == "llep":
@@ -367,7 +370,7 @@ def _place(
     per_gpu = slots // gpus
     flat, _ = eplb(table, slots, 1, 1, gpus)  # EPLB's global policy: a second incumbent
     out_phy, out_share, statuses, gaps = [], [], [], []
-    deadline = time.perf_counter() + limit
+    deadline = time.perf_counter() + 0.85 * limit  # each HiGHS call overruns its limit a little
     for layer in range(layers):
         left = max(deadline - time.perf_counter(), 1e-3) / (layers - layer)
         r = min_max_layer(table[layer], gpus, per_gpu, [phy[layer], flat[layer]], left, solver, gap)

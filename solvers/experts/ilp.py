@@ -4,13 +4,15 @@ Stage 1, min-max (default): choose which GPUs hold a replica of each expert (x[e
 the share of its tokens each replica serves (y[e, g] in [0, 1], y <= x, sum_g y = 1), so that the
 busiest GPU's tokens T are least, under per-GPU slots (memory), and a replication budget (sum x <=
 slots). The split over replicas is part of the answer (`shares`): a router that weights replicas
-can follow it; with an even split the same placement can only be worse. Any feasible placement is
-at least the mean load, so a placement that reaches it is optimal without a search: the
-wrap-around rule (McNaughton, 1959: fill GPU after GPU to the mean, an expert that overflows
-continues on the next GPU as a replica) often does, and is tried first. When it does not, the MIP
-runs under the layer's share of the time limit (the bound it proves, or the floor: the mean, and
-the hottest expert over the most replicas the slots allow it); the answer is the best of the MIP's incumbent,
-the wrap-around and EPLB, so it never loses to EPLB.
+can follow it; with an even split the same placement can only be worse. No placement carries
+less than the floor (the mean GPU load, and the hottest expert split over the most replicas the
+slots allow), so one that reaches it is optimal without a search. Incumbents come first: EPLB's
+hierarchical and global placements, each with an even split and with the best split over its
+replicas (an LP), and the wrap-around rule (McNaughton, 1959: fill GPU after GPU to the mean, an
+expert that overflows continues on the next GPU as a replica) when the slots allow it. Only when
+none reaches the floor does the MIP run, under the layer's share of the time limit; the answer is
+the best of its incumbent and the others, so it never loses to EPLB, and the gap is measured to
+the better of the floor and the bound the solver proved.
 
 Stage 1, total deviation (MoETuner, arXiv 2502.06643, stage 1): experts into balanced clusters
 without replication, minimising sum_g |load_g - mean|.
