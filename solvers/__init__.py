@@ -1,4 +1,5 @@
-"""Search and optimisation on top of the planner engine: training plans, serving deployments.
+"""Search and optimisation on top of the planner engine: training plans, serving deployments,
+expert placement.
 
 Exports are imported lazily and always stay the exported objects (planner.LazyPackage)."""
 
@@ -15,5 +16,7 @@ __all__ = install_lazy_exports(
         "InferencePlans": "solvers.inference_plan",
         "Slo": "solvers.inference_plan",
         "Workload": "solvers.inference_plan",
+        "plan_experts": "solvers.experts",
+        "ExpertPlan": "solvers.experts",
     },
 )

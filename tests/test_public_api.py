@@ -64,6 +64,8 @@ CALLS = {
     "InferencePlans": lambda f: f("llama3.1-8b", "cost", Slo(1.0, 0.1), Workload(1, 512, 128, 512, 128), (), 0),
     "Slo": lambda f: f(1.0, 0.1),
     "Workload": lambda f: f(1, 512, 128, 512, 128),
+    "plan_experts": lambda f: f([[5.0, 1.0, 1.0, 1.0]], gpus=2),
+    "ExpertPlan": lambda f: f(**dataclasses.asdict(solvers.plan_experts([[5.0, 1.0, 1.0, 1.0]], gpus=2))),
 }
 names = [(p, n) for p in ("planner", "solvers") for n in sys.modules[p].__all__]
 missing = sorted({n for _, n in names} ^ set(CALLS))
@@ -103,7 +105,7 @@ def test_every_export_is_the_object_and_callable_twice(order: str, tmp_path: Pat
         timeout=120,
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    assert result.stdout.strip() == "checked 29"
+    assert result.stdout.strip() == "checked 31"
 
 
 def test_submodule_imports_still_reach_the_modules() -> None:
