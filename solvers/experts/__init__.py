@@ -114,6 +114,8 @@ class ExpertPlan:
             "shares": np.round(self.shares, 6).tolist(),
             "gpu_loads_before": self.gpu_loads_before.tolist(),
             "gpu_loads": self.gpu_loads.tolist(),
+            "node_loads_before": self.node_loads_before.tolist(),
+            "node_loads": self.node_loads.tolist(),
             "balance_before": self.balance_before.tolist(),
             "balance": self.balance.tolist(),
             "spills": [s.__dict__ for s in self.spills],
