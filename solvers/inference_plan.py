@@ -32,9 +32,10 @@ from planner.catalog import Catalog, load_catalog, resolve_model
 from planner.cluster import resolve_cluster
 from planner.inference import estimate_inference
 from planner.queueing import md1_max_rate, md1_wait_percentile_s, md1_wait_s
+from solvers.pools import CONCURRENCY_GRID, ep_for, pool_sides
 
 OBJECTIVES = ("cost", "devices", "goodput")
-_CONCURRENCY_GRID = np.unique(np.round(np.geomspace(1, 4096, 40)).astype(int))
+_CONCURRENCY_GRID = CONCURRENCY_GRID
 
 
 @dataclass(frozen=True)
@@ -190,7 +191,7 @@ def plan_inference(
             for tp in tps:
                 common = dict(
                     tp=tp,
-                    ep=_ep(spec, tp),
+                    ep=ep_for(spec, tp),
                     weight_precision=wp,
                     kv_precision=kv_precision,
                     catalog=cat,
@@ -258,13 +259,6 @@ def plan_inference(
     for p in plans:
         p["usd_per_hour"] = p["price"] * p["devices"] if p["price"] else None
     return InferencePlans(spec.id, objective, slo, workload, tuple(out), evaluated, rejected, tuple(plans))
-
-
-def _ep(spec: Any, tp: int) -> int:
-    """Experts spread over the replica's ranks when they divide evenly (vLLM's expert parallel)."""
-    if spec.moe is None:
-        return 1
-    return tp if spec.moe.experts % tp == 0 else 1
 
 
 # Pipeline stages a serving replica may add when TP alone cannot hold the model.
@@ -345,75 +339,43 @@ def _disaggregated(
     cat: Catalog,
     drafter: dict[str, Any] | None = None,
 ) -> dict[str, Any] | str:
-    """The cheapest rate-matched pair of pools over the TP options of each."""
+    """The cheapest rate-matched pair of pools of one type over the TP options of each."""
     best: dict[str, Any] | None = None
-    reasons: list[str] = []
-    prefill: list[tuple[int, float, float, float]] = []  # (tp, max rate per replica, service, transfer)
-    decode: list[tuple[int, float, int, float]] = []  # (tp, rate per replica, concurrency, tpot)
-    for tp in tps:
-        try:
-            r = estimate_inference(
-                spec,
-                hw,
-                2 * tp,
-                tp=tp,
-                ep=_ep(spec, tp),
-                weight_precision=wp,
-                kv_precision=kv,
-                catalog=cat,
-                concurrency=np.asarray(_CONCURRENCY_GRID),
-                input_len=w.input_len,
-                output_len=w.output_len,
-                disaggregated=True,
-                prefill_devices=tp,
-                prefill_tp=tp,
-                **(drafter or {}),
-            )
-        except PlannerError as e:
-            reasons.append(f"tp={tp}: {e}")
-            continue
-        service = float(np.ravel(r.prefill_s)[0])
-        transfer = float(np.ravel(r.kv_transfer_s)[0])
-        rate_p = md1_max_rate(service, slo.ttft_s, slo.percentile, fixed_s=transfer)
+    prefill, decode, reasons = pool_sides(
+        spec, hw, tps, wp, kv, w.input_len, w.output_len, slo.tpot_s, cat, None, drafter
+    )
+    feasible = []
+    for p in prefill:
+        rate_p = md1_max_rate(p.service_s, slo.ttft_s, slo.percentile, fixed_s=p.same_hardware_transfer_s)
         if rate_p > 0:
-            prefill.append((tp, rate_p, service, transfer))
+            feasible.append((p, rate_p))
         else:
             reasons.append(
-                f"tp={tp}: prefill {service * 1e3:.0f} ms + KV transfer exceeds TTFT {slo.ttft_s * 1e3:.0f} ms"
+                f"tp={p.tp}: prefill {p.service_s * 1e3:.0f} ms + KV transfer exceeds TTFT {slo.ttft_s * 1e3:.0f} ms"
             )
-        step = np.broadcast_to(np.asarray(r.decode_step_s), _CONCURRENCY_GRID.shape)
-        room = r.max_concurrency >= _CONCURRENCY_GRID
-        ok = (step <= slo.tpot_s) & room
-        if ok.any():
-            c = int(_CONCURRENCY_GRID[ok].max())
-            tpot = float(step[c == _CONCURRENCY_GRID][0])
-            decode.append((tp, c / ((w.output_len - 1) * tpot + 1e-12), c, tpot))
-        else:
-            reasons.append(f"tp={tp}: decode step {float(step[0]) * 1e3:.1f} ms > TPOT {slo.tpot_s * 1e3:.1f} ms")
-    for tp_p, rate_p, service, transfer in prefill:
-        for tp_d, rate_d, c, tpot in decode:
-            r_p, r_d = math.ceil(w.rate_per_s / rate_p), math.ceil(w.rate_per_s / rate_d)
-            devices = r_p * tp_p + r_d * tp_d
+    for p, rate_p in feasible:
+        for d in decode:
+            r_p, r_d = math.ceil(w.rate_per_s / rate_p), math.ceil(w.rate_per_s / d.rate_per_s)
+            devices = r_p * p.tp + r_d * d.tp
             if best is None or devices < best["devices"]:
                 per_replica = w.rate_per_s / r_p
                 wait = (
-                    md1_wait_s(per_replica, service)
+                    md1_wait_s(per_replica, p.service_s)
                     if slo.percentile is None
-                    else md1_wait_percentile_s(per_replica, service, slo.percentile)
+                    else md1_wait_percentile_s(per_replica, p.service_s, slo.percentile)
                 )
-                ttft = transfer + service + wait
-                util = max(w.rate_per_s / (r_p * rate_p), w.rate_per_s / (r_d * rate_d))
+                util = max(w.rate_per_s / (r_p * rate_p), w.rate_per_s / (r_d * d.rate_per_s))
                 best = {
                     "mode": "disaggregated",
-                    "tp": tp_d,
-                    "ep": _ep(spec, tp_d),
+                    "tp": d.tp,
+                    "ep": d.ep,
                     "replicas": r_d,
-                    "prefill_tp": tp_p,
+                    "prefill_tp": p.tp,
                     "prefill_replicas": r_p,
                     "devices": devices,
-                    "concurrency": c,
-                    "ttft_s": ttft,
-                    "tpot_s": tpot,
+                    "concurrency": d.concurrency,
+                    "ttft_s": p.same_hardware_transfer_s + p.service_s + wait,
+                    "tpot_s": d.tpot_s,
                     "utilization": util,
                     "goodput_per_device": w.rate_per_s / devices,
                 }
