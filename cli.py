@@ -672,16 +672,26 @@ def _emit_plans(
 @plan_app.command("inference")
 def plan_inference_cmd(
     model: ModelOpt,
-    hardware: Annotated[list[str], typer.Option("--hardware", "-H", help="Hardware options (repeat the flag).")],
     rate: Annotated[float, typer.Option(min=0.0, help="Requests per second to serve.")],
     ttft: Annotated[float, typer.Option(help="TTFT target in seconds.")],
     tpot: Annotated[float, typer.Option(help="TPOT target in seconds.")],
+    hardware: Annotated[
+        list[str] | None, typer.Option("--hardware", "-H", help="Hardware options (repeat the flag).")
+    ] = None,
     input_len: Annotated[int | None, typer.Option(min=1, help="Prompt tokens [1024] (or use --lengths).")] = None,
     output_len: Annotated[int | None, typer.Option(min=1, help="Generated tokens [256] (or use --lengths).")] = None,
     lengths: Annotated[str | None, typer.Option(metavar="CSV", help="Samples: columns input_len, output_len.")] = None,
     percentile: Annotated[float | None, typer.Option(help="SLO on this percentile (e.g. 0.9); default mean.")] = None,
     objective: Annotated[str, typer.Option(help="cost, devices or goodput.")] = "cost",
-    mode: Annotated[str, typer.Option(help="both, aggregated or disaggregated.")] = "both",
+    mode: Annotated[
+        str, typer.Option(help="both, aggregated, disaggregated, or cross-hardware (prefill and decode types differ).")
+    ] = "both",
+    prefill_hardware: Annotated[
+        list[str] | None, typer.Option(help="cross-hardware: prefill types only (repeat; default every -H).")
+    ] = None,
+    decode_hardware: Annotated[
+        list[str] | None, typer.Option(help="cross-hardware: decode types only (repeat; default every -H).")
+    ] = None,
     engine: EngineOpt = "vllm",
     speculative: SpeculativeOpt = None,
     draft_tokens: DraftTokensOpt = 0,
@@ -708,17 +718,43 @@ def plan_inference_cmd(
     from solvers.inference_plan import Slo, Workload, plan_inference
 
     _catalog(catalog)
-    modes = {"both": None, "aggregated": False, "disaggregated": True}
+    modes = {"both": None, "aggregated": False, "disaggregated": True, "cross-hardware": None}
     if mode not in modes:
         raise PlannerError(f"unknown --mode '{mode}' (allowed: {', '.join(modes)})")
     if lengths and (input_len is not None or output_len is not None):
         raise PlannerError("give --lengths (samples) or --input-len / --output-len, not both")
+    if (prefill_hardware or decode_hardware) and mode != "cross-hardware":
+        raise PlannerError("--prefill-hardware and --decode-hardware need --mode cross-hardware")
+    if not hardware and not (mode == "cross-hardware" and prefill_hardware and decode_hardware):
+        raise PlannerError(
+            "give the hardware options with -H (cross-hardware: or both --prefill- and --decode-hardware)"
+        )
     workload = Workload.from_csv(lengths, rate) if lengths else Workload(rate, input_len or 1024, output_len or 256)
+    slo = Slo(ttft, tpot, percentile)
+    if mode == "cross-hardware":
+        from solvers.disaggregated_mix import plan_disaggregated_mix
+
+        precisions = _precisions(weight_precision, default=("bf16",))
+        if len(precisions) > 1:
+            raise PlannerError("--mode cross-hardware takes one --weight-precision")
+        mix = plan_disaggregated_mix(
+            model,
+            hardware or [],
+            workload,
+            slo,
+            prefill_hardware=prefill_hardware,
+            decode_hardware=decode_hardware,
+            weight_precision=precisions[0],
+            catalog=catalog,
+        )
+        _emit_pd_mix(mix, fmt, out, force)
+        return
+    assert hardware is not None
     plans = plan_inference(
         model,
         hardware,
         workload,
-        Slo(ttft, tpot, percentile),
+        slo,
         objective=objective,
         disaggregated=modes[mode],
         top=top,
@@ -730,6 +766,44 @@ def plan_inference_cmd(
         weight_precisions=_precisions(weight_precision, default=("bf16", "fp8")),
     )
     _emit_plans(plans, fmt, out, force, catalog, _INFERENCE_PLAN_COLUMNS)
+
+
+def _emit_pd_mix(mix: Any, fmt: Format, out: str | None, force: bool) -> None:
+    from planner.formatting import render_rows, to_json
+
+    if out is not None:
+        _write_data_or_report(mix, out, force, "planner.report_pd_mix", "pd_mix_report")
+    if fmt is Format.json:
+        _emit(to_json(mix.to_dict()))
+        return
+    rows = list(mix.comparison) or [{"usd_per_hour": mix.usd_per_hour}]
+    if fmt is Format.csv:
+        _emit(render_rows(rows, "csv"))
+        return
+    render_rows([p.__dict__ for p in mix.pools], "table", title=f"cross-hardware pools ({mix.status})")
+    render_rows(list(mix.routes), "table", title="routes: prefill -> decode")
+    render_rows(rows, "table", title="$/M tokens at the SLO, against homogeneous plans")
+    if mix.rejected:
+        render_rows([{"option": k, "why": v} for k, v in mix.rejected.items()], "table", title="rejected")
+
+
+def _write_data_or_report(result: Any, out: str, force: bool, module: str, function: str) -> None:
+    """--out for a solver result: .html the module's report, .json/.csv/.xlsx the data."""
+    import importlib
+    from pathlib import Path
+
+    suffix = Path(out).suffix.lower()
+    if suffix == ".html":
+        getattr(importlib.import_module(module), function)(result, out, force=force)
+    elif suffix == ".json":
+        from planner.export import write_json
+
+        write_json(result.to_dict(), out, force)
+    else:
+        from planner.export import write_frame
+
+        write_frame(result.to_frame(), out, force)
+    typer.echo(f"wrote {out}", err=True)
 
 
 def _precisions(values: list[str] | None, default: tuple[str, ...]) -> tuple[str, ...]:

@@ -18,5 +18,7 @@ __all__ = install_lazy_exports(
         "Workload": "solvers.inference_plan",
         "plan_experts": "solvers.experts",
         "ExpertPlan": "solvers.experts",
+        "plan_disaggregated_mix": "solvers.disaggregated_mix",
+        "DisaggregatedMixPlan": "solvers.disaggregated_mix",
     },
 )

@@ -32,6 +32,7 @@ from solvers.milp import Milp, solve
 from solvers.pools import PoolSide, kv_transfer_s, pool_sides, prefill_rate
 
 TPS = (1, 2, 4, 8)
+FRONTIER_TTFT_SCALES = (0.5, 0.75, 1.0, 1.5, 2.0)  # the report's cost-vs-TTFT curve, around the target
 
 
 @dataclass(frozen=True)
@@ -59,6 +60,7 @@ class DisaggregatedMixPlan:
     mip_gap: float
     solve_s: float
     comparison: tuple[dict[str, Any], ...] = ()  # homogeneous aggregated and disaggregated, and this plan
+    frontier: tuple[dict[str, Any], ...] = ()  # $/h of the cheapest mix at other TTFT targets
     rejected: dict[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -75,6 +77,7 @@ class DisaggregatedMixPlan:
             "mip_gap": self.mip_gap,
             "solve_s": self.solve_s,
             "comparison": list(self.comparison),
+            "frontier": list(self.frontier),
             "rejected": self.rejected,
         }
 
@@ -126,7 +129,28 @@ def plan_disaggregated_mix(
     flows, n_p, n_d, res = _solve(rates, pre, dec, workload.rate_per_s, time_limit_s, solver)
     plan = _plan(spec.id, workload, slo, pre, dec, rates, flows, n_p, n_d, res, rejected)
     comparison = _compare(spec, kinds, workload, slo, weight_precision, cat, plan) if compare else ()
-    return DisaggregatedMixPlan(**{**plan.__dict__, "comparison": comparison, "solve_s": time.perf_counter() - start})
+    frontier = _frontier(pre, dec, workload, slo, time_limit_s, solver)
+    fields = {"comparison": comparison, "frontier": frontier, "solve_s": time.perf_counter() - start}
+    return DisaggregatedMixPlan(**{**plan.__dict__, **fields})
+
+
+def _frontier(
+    pre: list[PoolSide], dec: list[PoolSide], w: Workload, slo: Slo, limit: float, solver: str
+) -> tuple[dict[str, Any], ...]:
+    """$/h of the cheapest mix at tighter and looser TTFT targets (the pools' options do not change)."""
+    out = []
+    for scale in FRONTIER_TTFT_SCALES:
+        ttft = slo.ttft_s * scale
+        rates = np.array([[prefill_rate(p, d, ttft, slo.percentile) for d in dec] for p in pre])
+        cost = None
+        if np.any(rates > 0):
+            try:
+                _, n_p, n_d, _ = _solve(rates, pre, dec, w.rate_per_s, limit, solver)
+                cost = float(n_p @ [p.usd_per_hour for p in pre] + n_d @ [d.usd_per_hour for d in dec])
+            except InfeasiblePlanError:
+                cost = None
+        out.append({"ttft_s": ttft, "usd_per_hour": cost})
+    return tuple(out)
 
 
 def _sides(
@@ -156,6 +180,10 @@ def _why_none(pre: list[PoolSide], dec: list[PoolSide], slo: Slo, rejected: dict
         return f"no decode option keeps TPOT <= {slo.tpot_s * 1e3:.1f} ms ({'; '.join(list(rejected.values())[:2])})"
     if not pre:
         return f"no prefill option fits ({'; '.join(list(rejected.values())[:2])})"
+    offline = sorted({s.hardware for s in (*pre, *dec) if s.nic_bytes_per_s <= 0})
+    crossing = [(p, d) for p in pre for d in dec]
+    if offline and all(p.hardware != d.hardware and kv_transfer_s(p, d) == np.inf for p, d in crossing):
+        return f"no scale-out network in the catalogue for {', '.join(offline)}: the KV cache cannot cross pools"
     fastest = min(pre, key=lambda p: p.service_s)
     return (
         f"TTFT {slo.ttft_s * 1e3:.0f} ms: the fastest prefill ({fastest.hardware} tp={fastest.tp}) takes "

@@ -96,3 +96,56 @@ def test_restricted_sides_put_prefill_and_decode_on_different_types():
 def test_a_ttft_below_the_fastest_prefill_names_it():
     with pytest.raises(InfeasiblePlanError, match="fastest prefill"):
         plan_disaggregated_mix("llama3.1-70b", ["h100-sxm"], Workload(2, 8192, 128), Slo(0.01, 0.05), compare=False)
+
+
+def test_cli_cross_hardware_mode(tmp_path, capsys):
+    from cli import main
+
+    out = tmp_path / "pd.html"
+    main(
+        [
+            "plan",
+            "inference",
+            "-m",
+            "llama3.1-8b",
+            "--prefill-hardware",
+            "h100-sxm",
+            "--decode-hardware",
+            "a100-sxm-80gb",
+            "--rate",
+            "4",
+            "--ttft",
+            "1",
+            "--tpot",
+            "0.1",
+            "--mode",
+            "cross-hardware",
+            "--format",
+            "json",
+            "--out",
+            str(out),
+        ]
+    )
+    text = capsys.readouterr().out
+    assert '"pools"' in text and '"comparison"' in text
+    assert "Cost against the TTFT target" in out.read_text()
+    with pytest.raises(SystemExit) as e:
+        main(
+            [
+                "plan",
+                "inference",
+                "-m",
+                "llama3.1-8b",
+                "-H",
+                "h100-sxm",
+                "--rate",
+                "4",
+                "--ttft",
+                "1",
+                "--tpot",
+                "0.1",
+                "--prefill-hardware",
+                "b200",
+            ]
+        )
+    assert e.value.code == 2 and "need --mode cross-hardware" in capsys.readouterr().err

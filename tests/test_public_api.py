@@ -66,6 +66,8 @@ CALLS = {
     "Workload": lambda f: f(1, 512, 128, 512, 128),
     "plan_experts": lambda f: f([[5.0, 1.0, 1.0, 1.0]], gpus=2),
     "ExpertPlan": lambda f: f(**dataclasses.asdict(solvers.plan_experts([[5.0, 1.0, 1.0, 1.0]], gpus=2))),
+    "plan_disaggregated_mix": lambda f: f("llama3.1-8b", ["h100-sxm"], Workload(1, 512, 128), Slo(1.0, 0.1), compare=False),
+    "DisaggregatedMixPlan": lambda f: f("m", Workload(1, 512, 128), Slo(1.0, 0.1), (), (), 0.0, 0.0, 0, "optimal", 0.0, 0.0),
 }
 names = [(p, n) for p in ("planner", "solvers") for n in sys.modules[p].__all__]
 missing = sorted({n for _, n in names} ^ set(CALLS))
@@ -105,7 +107,7 @@ def test_every_export_is_the_object_and_callable_twice(order: str, tmp_path: Pat
         timeout=120,
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    assert result.stdout.strip() == "checked 31"
+    assert result.stdout.strip() == "checked 33"
 
 
 def test_submodule_imports_still_reach_the_modules() -> None:
