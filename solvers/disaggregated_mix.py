@@ -253,7 +253,7 @@ def _plan(
         for o, n, used in zip(options, counts, load, strict=True):
             if n > 0:
                 pools.append(
-                    PoolUse(side, o.hardware, o.tp, int(n), int(n) * o.tp, float(n * o.usd_per_hour), used / n)
+                    PoolUse(side, o.hardware, o.tp, int(n), int(n) * o.tp, float(n * o.usd_per_hour), float(used / n))
                 )
     for i, j in np.argwhere(flows > 1e-9):
         p, d = pre[i], dec[j]
