@@ -1113,6 +1113,101 @@ def _write_expert_plan(plan: Any, out: str, force: bool) -> None:
     typer.echo(f"wrote {out}", err=True)
 
 
+@plan_app.command("agent")
+def plan_agent_cmd(
+    workflow: Annotated[
+        str,
+        typer.Argument(
+            metavar="WORKFLOW.yaml", help="Agent workflow file, or a shipped example: voice-agent, coding-agent."
+        ),
+    ],
+    hardware: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--hardware", "-H", help="Candidate hardware class (repeat) [the workflow's, else epyc-9654 to b200]."
+        ),
+    ] = None,
+    rate: Annotated[float | None, typer.Option(help="Requests per second [the workflow's].")] = None,
+    sla_s: Annotated[float | None, typer.Option(help="End-to-end latency SLA, seconds [the workflow's].")] = None,
+    percentile: Annotated[str | None, typer.Option(help="SLA statistic: mean or p90 [the workflow's].")] = None,
+    utilization: Annotated[
+        float | None, typer.Option(help="Busy share an instance may reach, (0, 1] [the workflow's, 0.7].")
+    ] = None,
+    price: Annotated[
+        list[str] | None, typer.Option(metavar="ID=USD", help="$/h per device of a class (repeat); overrides.")
+    ] = None,
+    time_limit_s: Annotated[float, typer.Option(help="MILP time limit per solve, seconds.")] = 30.0,
+    solver: Annotated[str, typer.Option(help="MILP solver: highs or cbc.")] = "highs",
+    fmt: FormatOpt = Format.table,
+    out: Annotated[
+        str | None,
+        typer.Option(
+            "--out", "-o", metavar="FILE", help="Write FILE: .html report (DAG, cost vs SLA), .json, .csv stages."
+        ),
+    ] = None,
+    force: ForceOpt = False,
+    catalog: CatalogOpt = None,
+) -> None:
+    """Place an agent workflow's stages (LLM calls, encoders, vector DB, tools, speech) on CPUs and
+    accelerators: one class per stage and devices per class at the least $/h that serves the rate
+    within the end-to-end latency SLA, against the best one-class placement.
+
+    Example: planner plan agent voice-agent -H l40s -H a100-sxm-80gb -H h100-sxm --sla-s 0.8 --out voice.html
+    """
+    from planner.files import check_writable
+    from planner.formatting import render_record, render_rows, to_json
+    from solvers.agent_plan import plan_agent
+
+    if out is not None:
+        if not out.lower().endswith((".html", ".json", ".csv")):
+            raise PlannerError(f"--out must end in .html, .json or .csv (got '{out}')")
+        check_writable(out, force)
+    plan = plan_agent(
+        workflow,
+        hardware=hardware,
+        rate=rate,
+        sla_s=sla_s,
+        percentile=percentile,
+        utilization=utilization,
+        prices=_prices(price),
+        time_limit_s=time_limit_s,
+        solver=solver,
+        catalog=_catalog(catalog),
+        sla_curve=out is not None and out.lower().endswith(".html"),
+    )
+    if out is not None:
+        _write_data_or_report(plan, out, force, "planner.report_agent", "agent_report")
+    if fmt is Format.json:
+        _emit(to_json(plan.to_dict()))
+        return
+    if fmt is Format.csv:
+        _emit(render_rows(list(plan.stages), "csv"))
+        return
+    render_record(plan.summary(), "table", title=f"agent plan: {plan.workflow}")
+    columns = ("stage", "kind", "model", "class", "devices_per_instance", "start_s", "latency_s", "critical")
+    render_rows([{k: r[k] for k in columns} for r in plan.stages], "table", title="stages")
+    render_rows([r for r in plan.classes if r["instances"]], "table", title="hardware in use")
+    if plan.rejected:
+        rows = [{"class": k, "reason": v} for k, v in plan.rejected.items()]
+        render_rows(rows, "table", title="classes not used, and why")
+    for m in plan.messages:
+        typer.echo(f"note: {m}", err=True)
+
+
+def _prices(values: list[str] | None) -> dict[str, float]:
+    """--price ID=USD (repeat): $/h per device, checked here so a typo is one line."""
+    out: dict[str, float] = {}
+    for v in values or ():
+        key, sep, usd = v.partition("=")
+        try:
+            out[key.strip()] = float(usd)
+        except ValueError:
+            raise PlannerError(f"--price must be ID=USD per hour, e.g. epyc-9654=5.56 (got '{v}')") from None
+        if not sep or not key.strip() or not out[key.strip()] > 0:
+            raise PlannerError(f"--price must be ID=USD per hour > 0, e.g. epyc-9654=5.56 (got '{v}')")
+    return out
+
+
 def _fail(message: str, code: int) -> NoReturn:
     if message:
         sys.stderr.write(message.rstrip() + "\n")
