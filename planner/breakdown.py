@@ -66,7 +66,8 @@ class WithOps:
         return tuple(r for phase, times in self.op_times for r in op_rows(phase, times))
 
     def to_dict(self, ops: bool = True) -> dict[str, Any]:
-        d = plain({f.name: getattr(self, f.name) for f in fields(self) if f.name != "op_times"})  # type: ignore[arg-type]
+        # fields kept out of comparisons (the op times, the power model) are not data either
+        d = plain({f.name: getattr(self, f.name) for f in fields(self) if f.compare})  # type: ignore[arg-type]
         if ops:
             d["ops"] = [r.to_dict() for r in self.ops]
         return d

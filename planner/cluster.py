@@ -35,6 +35,9 @@ class DevicePerf:
 
     device: Device
     efficiency: Efficiency
+    # the math units' clock over their rated one: below 1 under a power cap (planner.power);
+    # memory and links keep their own clocks
+    clock_scale: float = 1.0
 
     @property
     def id(self) -> str:
@@ -59,12 +62,16 @@ class DevicePerf:
         unit: Any = self.unit_precision(precision)
         return self.device.compute.peak_dense[unit]
 
+    def clocked_peak_flops(self, precision: str) -> float:
+        """Dense peak at the clock the math units run at (the rated peak unless power-capped)."""
+        return self.peak_flops(precision) * self.clock_scale
+
     def achieved_flops(self, precision: str) -> float:
         """Peak x large-GEMM fraction of the unit `precision` runs on (memoised: every op asks)."""
         cache = self._achieved
         if precision not in cache:
             unit = self.unit_precision(precision)
-            cache[precision] = self.peak_flops(unit) * self.gemm_fraction(unit)
+            cache[precision] = self.clocked_peak_flops(unit) * self.gemm_fraction(unit)
         return cache[precision]
 
     @functools.cached_property
@@ -147,7 +154,7 @@ class DevicePerf:
         sf, c = self.efficiency.special_functions, self.device.compute
         if sf is None or c is None or c.boost_clock_hz is None:
             return None
-        return self.compute_units * sf.per_clock_per_unit * c.boost_clock_hz
+        return self.compute_units * sf.per_clock_per_unit * c.boost_clock_hz * self.clock_scale
 
 
 # A precision the part lacks runs on the next wider unit (fp8 weights on A100 are upcast to bf16).
@@ -201,7 +208,11 @@ def standard_system(catalog: Catalog, device: Device) -> System | None:
     return next((s for s in catalog.systems.values() if s.device == device.id), None)
 
 
-def resolve_cluster(hardware: str, devices: int | None = None, catalog: Catalog | None = None) -> Cluster:
+def resolve_cluster(
+    hardware: str, devices: int | None = None, catalog: Catalog | None = None, power_cap_w: float | None = None
+) -> Cluster:
+    """The devices and the networks joining them; power_cap_w caps each device's board power
+    (planner.power: the math units' clock drops, memory and links keep theirs)."""
     cat = catalog or load_catalog()
     system: System | None
     if hardware in cat.systems:
@@ -219,6 +230,10 @@ def resolve_cluster(hardware: str, devices: int | None = None, catalog: Catalog 
     if n < 1:
         raise InvalidSpecError(f"--devices must be >= 1 (got {n})")
     perf = DevicePerf(device, cat.efficiency_for(device))
+    if power_cap_w is not None:
+        from planner.power import clock_scale, device_power
+
+        perf = DevicePerf(device, perf.efficiency, clock_scale(device_power(device), power_cap_w))
     up = _scale_up_tier(cat, device, system, n)
     out = _scale_out_tier(cat, device, system, n) if n > up.group else None
     if n > up.group and out is None:

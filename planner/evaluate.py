@@ -83,6 +83,7 @@ def attention_compute_s(perf: DevicePerf, matmul_s: Array, exp_ops: object, hidd
     softmax_s = scores / rate
     vector = perf.device.peak_flops("fp32")
     if vector:
+        vector = vector * perf.clock_scale
         softmax_s = softmax_s + scores * (SOFTMAX_VECTOR_FLOPS_PER_SCORE / vector)
     return np.maximum(matmul_s, softmax_s) + (1.0 - hidden) * np.minimum(matmul_s, softmax_s)
 
@@ -110,7 +111,8 @@ def op_time(cluster: Cluster, op: Op, precision: str, weight_bandwidth: Any = No
         compute: Any = op.flops / shape * (1.0 / achieved)
     elif op.op_class == "attention":
         kernel = perf.attention_kernel(op.kernel, math_precision)
-        matmul: Any = op.flops / op.tile_efficiency * (1.0 / (perf.peak_flops(math_precision) * kernel.gemm_fraction))
+        peak = perf.clocked_peak_flops(math_precision)
+        matmul: Any = op.flops / op.tile_efficiency * (1.0 / (peak * kernel.gemm_fraction))
         compute = attention_compute_s(perf, matmul, op.exp_ops, kernel.softmax_overlap)
         # the backward's achieved rate is the kernel's measured share of its forward's (softmax included)
         backward_compute = compute * (

@@ -43,6 +43,7 @@ from planner.memory import (
     weight_bytes_per_device,
 )
 from planner.ops import Precisions, Sharding, check_sharding
+from planner.power import DevicePower, device_power, pass_power_w
 from planner.queueing import md1_wait_percentile_s
 from planner.replica import (
     Column,
@@ -120,6 +121,8 @@ class InferenceResult(WithOps):
     tokens_per_step: float = 1.0  # tokens one decode step yields (speculative: (1 - a^(k+1)) / (1 - a))
     kv_link: str | None = None  # disaggregated: the link the KV cache crosses between the pools
     expert_load_max_over_mean: float | None = None  # MoE: the busiest EP rank's routed tokens over the mean
+    power_cap_w: float | None = None  # the board power cap the estimate ran under, if any
+    device_power: DevicePower | None = field(default=None, repr=False, compare=False)
     # per-op times of both phases; the rows are built only when someone looks (one estimate stays fast)
     op_times: tuple[tuple[str, Any], ...] = field(default=(), repr=False, compare=False)
 
@@ -135,8 +138,37 @@ class InferenceResult(WithOps):
                 out[phase] = float(sum(mean(t.total_s) for t in moe))
         return out
 
+    @functools.cached_property
+    def avg_power_w(self) -> Any:
+        """Mean board power per device over the run (planner.power): the passes' power weighted
+        by the time each phase takes. Static: one prefill, then output - 1 decode steps. Serving:
+        a replica spends prefill_utilization of its time on prefill work. Disaggregated: prefill
+        devices busy prefill_utilization of the time (idle otherwise), decode devices always."""
+        if self.device_power is None:
+            return None
+        pw, phases = self.device_power, dict(self.op_times)
+        pre, dec = pass_power_w(pw, phases["prefill"]), pass_power_w(pw, phases["decode"])
+        if self.mode == "static":
+            t_pre, t_dec = self.prefill_s, (np.asarray(self.output_len) - 1.0) * self.decode_step_s
+            return _plain((pre * t_pre + dec * t_dec) / np.maximum(t_pre + t_dec, 1e-30))
+        rho = np.asarray(self.prefill_utilization, dtype=np.float64)
+        if self.mode == "serving":
+            return _plain(rho * pre + (1.0 - rho) * dec)
+        n_p = float(self.prefill_devices or 0)
+        n_d = float(self.devices) - n_p
+        prefill_pool = rho * pre + (1.0 - rho) * pw.idle_w
+        return _plain((n_p * prefill_pool + n_d * dec) / float(self.devices))
+
+    @functools.cached_property
+    def energy_j_per_token(self) -> Any:
+        """Board energy per generated token over all devices (host power excluded: node_power_w)."""
+        if self.avg_power_w is None:
+            return None
+        return _plain(np.asarray(self.avg_power_w) * self.devices / np.asarray(self.throughput_tokens_per_s))
+
     def to_dict(self, ops: bool = True) -> dict[str, Any]:
-        return {**super().to_dict(ops), **{f"moe_{phase}_s": v for phase, v in self.moe_s.items()}}
+        power = {"avg_power_w": self.avg_power_w, "energy_j_per_token": self.energy_j_per_token}
+        return {**super().to_dict(ops), **power, **{f"moe_{phase}_s": v for phase, v in self.moe_s.items()}}
 
 
 def _within_context(spec: ModelSpec, in_len: Array, out_len: Array) -> None:
@@ -189,6 +221,7 @@ def estimate_inference(
     expert_imbalance: float | None = None,
     expert_loads: Any = None,
     expert_placement: Any = None,
+    power_cap_w: float | None = None,
 ) -> InferenceResult:
     """Estimate one inference configuration. `batch` (static) or `concurrency` (serving); lengths,
     batch and concurrency may be numpy arrays to evaluate many scenarios at once. attention_kernel:
@@ -203,7 +236,9 @@ def estimate_inference(
     redundant), `two_batch_overlap` hides the expert all-to-alls under the other half batch.
     Imbalanced routing (planner.expert_loads): `expert_imbalance` (the busiest EP rank's routed
     tokens over the mean), or `expert_loads` (tokens per layer and expert: an array or a file) with
-    `expert_placement` (a phy2log map, e.g. from solvers.plan_experts; contiguous if None)."""
+    `expert_placement` (a phy2log map, e.g. from solvers.plan_experts; contiguous if None).
+    Power (planner.power): `avg_power_w` per device and `energy_j_per_token` come with every result;
+    `power_cap_w` caps each device's board power (its math clock drops to fit)."""
     options = dict(locals())  # every argument, for the chunked sweep below
     cat = catalog if isinstance(catalog, Catalog) else load_catalog(catalog)
     knobs = {"batch": batch, "concurrency": concurrency, "input_len": input_len, "output_len": output_len}
@@ -257,6 +292,7 @@ def estimate_inference(
             redundant_experts,
             two_batch_overlap,
             routing,
+            power_cap_w,
         )
     n = devices if devices is not None else group * (dp or 1)
     dp_ = dp if dp is not None else n // group
@@ -264,7 +300,7 @@ def estimate_inference(
         raise InvalidSpecError(f"--devices ({n}) must equal tp x pp x dp ({tp} x {pp} x {dp_})")
     if ep > tp * dp_ or (tp * dp_) % ep:
         raise InvalidSpecError(f"ep ({ep}) must divide tp x dp ({tp * dp_}): experts are spread over those ranks")
-    cluster = resolve_cluster(hardware, n, cat)
+    cluster = resolve_cluster(hardware, n, cat, power_cap_w)
     p = on_units(p, cluster)
     s = _sharding(spec, cluster, tp, pp, ep, redundant_experts, routing)
     if two_batch_overlap and (s.ep == 1 or s.pp > 1):
@@ -361,6 +397,8 @@ def estimate_inference(
         engine=engine if mode == "serving" else None,
         arrival=arrival if mode == "serving" else None,
         expert_load_max_over_mean=s.expert_imbalance if spec.moe is not None else None,
+        power_cap_w=power_cap_w,
+        device_power=device_power(cluster.device, cluster.perf.clock_scale),
     )
 
 
@@ -372,6 +410,12 @@ def _sharding(
     hot = routing.ratio(experts, ep, (experts or 0) + redundant_experts)
     domains = -(-ep // cluster.domain_size)
     return Sharding(tp=tp, pp=pp, ep=ep, redundant_experts=redundant_experts, ep_domains=domains, expert_imbalance=hot)
+
+
+def _plain(x: Any) -> Any:
+    """A float for one scenario, the array for a sweep."""
+    a = np.asarray(x, dtype=np.float64)
+    return float(a.reshape(())) if a.size == 1 else a
 
 
 def _whole_numbers(x: Array) -> Any:
@@ -509,6 +553,7 @@ def _disaggregated(
     redundant_experts: int = 0,
     two_batch_overlap: bool = False,
     routing: Routing = NO_ROUTING,
+    power_cap_w: float | None = None,
 ) -> InferenceResult:
     """Separate prefill and decode pools (DistServe / Dynamo style) sharing one request stream."""
     ptp = prefill_tp or tp
@@ -522,8 +567,8 @@ def _disaggregated(
         raise InvalidSpecError(
             f"decode devices ({n} - {n_p} = {n_d}) must be a positive multiple of tp x pp ({decode_group})"
         )
-    cluster_p = resolve_cluster(hardware, n_p, cat)
-    cluster_d = resolve_cluster(hardware, n_d, cat)
+    cluster_p = resolve_cluster(hardware, n_p, cat, power_cap_w)
+    cluster_d = resolve_cluster(hardware, n_d, cat, power_cap_w)
     p = on_units(p, cluster_d)
     r_p, r_d = n_p // ptp, n_d // decode_group
     experts = spec.moe.experts if spec.moe is not None else None
@@ -613,6 +658,8 @@ def _disaggregated(
         kv_transfer_s=transfer,
         kv_link=f"{link.link.id} ({link.name})",
         expert_load_max_over_mean=s_d.expert_imbalance if spec.moe is not None else None,
+        power_cap_w=power_cap_w,
+        device_power=device_power(cluster_d.device, cluster_d.perf.clock_scale),
         matmul_precision=p.compute,
         speculative=None if sp is None else sp.method,
         tokens_per_step=decode_pool.tokens_per_step,

@@ -135,7 +135,8 @@ def _result_fields(kind: str) -> list[str]:
     from planner.training import TrainingResult
 
     cls = InferenceResult if kind == "inference" else TrainingResult
-    return [f.name for f in fields(cls) if f.name != "op_times"]
+    # the data fields (not the op times or the power model), then the figures derived from them
+    return [f.name for f in fields(cls) if f.compare] + ["avg_power_w", "energy_j_per_token"]
 
 
 def plan_grid(kind: str, knobs: Mapping[str, Any]) -> Grid:

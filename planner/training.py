@@ -21,6 +21,7 @@ included and causal masking applied.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,6 +38,7 @@ from planner.evaluate import ATTENTION_BACKWARD_FLOPS, OpTime, backward_s, pass_
 from planner.expert_loads import Routing
 from planner.memory import RESERVE_FRACTION, weight_bytes_per_device
 from planner.ops import Precisions, Sharding, check_sharding, phase_ops
+from planner.power import LINK_SHARE, MEMORY_SHARE, DevicePower, device_power, pass_power_w
 from workloads.derived import attention_flops_per_token, bytes_per_element, parameter_counts
 from workloads.schema import ModelSpec
 
@@ -102,8 +104,40 @@ class TrainingResult(WithOps):
     attention_kernel: str = ""  # the attention kernel assumed (the family's default unless named)
     moe_s: Any = None  # MoE layers' forward + backward per step (router, experts, all-to-alls), busiest EP rank
     expert_load_max_over_mean: float | None = None  # the busiest EP rank's routed tokens over the mean
+    power_cap_w: float | None = None  # the board power cap the estimate ran under, if any
+    device_power: DevicePower | None = field(default=None, repr=False, compare=False)
     # forward op times of one micro-batch on the first stage; rows are built only when asked for
     op_times: tuple[tuple[str, Any], ...] = field(default=(), repr=False, compare=False)
+
+
+    @functools.cached_property
+    def avg_power_w(self) -> Any:
+        """Mean board power per device over a step (planner.power): compute (forward, backward,
+        recompute) at the forward ops' mean power, exposed communication at the links' power,
+        the optimizer memory-bound, the pipeline bubble idle."""
+        if self.device_power is None:
+            return None
+        pw = self.device_power
+        compute_ops = [t for t in dict(self.op_times)["forward"] if t.op.op_class != "comm"]
+        busy = pass_power_w(pw, compute_ops)
+        comm = self.tp_comm_s + self.ep_comm_s + self.cp_comm_exposed_s + self.pp_comm_s + self.dp_comm_exposed_s
+        energy = (
+            busy * (np.asarray(self.compute_s) + self.recompute_s)
+            + (pw.idle_w + pw.dynamic_w * LINK_SHARE) * np.asarray(comm)
+            + (pw.idle_w + pw.dynamic_w * MEMORY_SHARE) * np.asarray(self.optimizer_s)
+            + pw.idle_w * np.asarray(self.pp_bubble_s)
+        )
+        return scalar_or_array(energy / np.asarray(self.step_time_s))
+
+    @functools.cached_property
+    def energy_j_per_token(self) -> Any:
+        """Board energy per trained token over all devices (host power excluded)."""
+        if self.avg_power_w is None:
+            return None
+        return scalar_or_array(np.asarray(self.avg_power_w) * self.devices / np.asarray(self.tokens_per_s))
+
+    def to_dict(self, ops: bool = True) -> dict[str, Any]:
+        return {**super().to_dict(ops), "avg_power_w": self.avg_power_w, "energy_j_per_token": self.energy_j_per_token}
 
 
 def _sum(
@@ -190,6 +224,7 @@ def estimate_training(
     expert_imbalance: float | None = None,
     expert_loads: Any = None,
     expert_placement: Any = None,
+    power_cap_w: float | None = None,
 ) -> TrainingResult:
     """Estimate one training step. micro_batch, global_batch, seq_len, zero, recompute (names or 0/1/2)
     and virtual_stages may be numpy arrays (broadcast together): a solver evaluates many plans at once.
@@ -202,7 +237,8 @@ def estimate_training(
     collective and its GEMMs each split into tp chunks, max(comm, gemm) + min(comm, gemm) / tp
     (Wang et al., ASPLOS 2023, "Overlap communication with dependent computation via decomposition").
     MoE routing imbalance: `expert_imbalance`, or `expert_loads` with `expert_placement`, as in
-    estimate_inference (planner.expert_loads)."""
+    estimate_inference (planner.expert_loads). Power (planner.power): `avg_power_w` per device and
+    `energy_j_per_token`; `power_cap_w` caps each device's board power."""
     cat = catalog if isinstance(catalog, Catalog) else load_catalog(catalog)
     knobs = {"micro_batch": micro_batch, "global_batch": global_batch, "seq_len": seq_len}
     if any(np.ndim(x) for x in (zero, recompute, virtual_stages)) and sweep_size(*knobs.values()) > CHUNK:
@@ -231,6 +267,7 @@ def estimate_training(
             expert_imbalance=expert_imbalance,
             expert_loads=expert_loads,
             expert_placement=expert_placement,
+            power_cap_w=power_cap_w,
         )
     spec = resolve_model(model, cat)
     devices, tp, pp, cp, ep = (
@@ -254,7 +291,7 @@ def estimate_training(
         )
     sp = (tp > 1) if sequence_parallel is None else sequence_parallel
     # Megatron-core orders ranks tp-cp-ep-dp-pp: an EP group strides over tp x cp ranks
-    cluster = resolve_cluster(hardware, devices, cat)
+    cluster = resolve_cluster(hardware, devices, cat, power_cap_w)
     domains = -(-(ep * tp * cp) // cluster.domain_size) if ep > 1 else 1
     routing = Routing(expert_imbalance, expert_loads, expert_placement)
     hot = routing.ratio(spec.moe.experts if spec.moe is not None else None, ep)
@@ -421,6 +458,8 @@ def estimate_training(
         capacity_bytes=cap,
         moe_s=sc(m * moe) if spec.moe is not None else None,
         expert_load_max_over_mean=hot if spec.moe is not None else None,
+        power_cap_w=power_cap_w,
+        device_power=device_power(cluster.device, cluster.perf.clock_scale),
         op_times=(("forward", stage_times[0]),),
     )
 
