@@ -202,6 +202,9 @@ def models_show(
 
 
 ModelOpt = Annotated[str, typer.Option("--model", "-m", help="Model ID, config.json or YAML file.")]
+PowerCapOpt = Annotated[
+    float | None, typer.Option(help="Cap each device's board power, W (its math clock drops to fit).")
+]
 ExpertImbalanceOpt = Annotated[
     float | None, typer.Option(help="MoE: the busiest EP rank's routed tokens over the mean (>= 1).")
 ]
@@ -340,6 +343,7 @@ def estimate_inference_cmd(
     expert_imbalance: ExpertImbalanceOpt = None,
     expert_loads: ExpertLoadsOpt = None,
     expert_placement: ExpertPlacementOpt = None,
+    power_cap_w: PowerCapOpt = None,
     out: OutOpt = None,
     force: ForceOpt = False,
     fmt: FormatOpt = Format.table,
@@ -383,6 +387,7 @@ def estimate_inference_cmd(
         expert_imbalance=expert_imbalance,
         expert_loads=expert_loads,
         expert_placement=expert_placement,
+        power_cap_w=power_cap_w,
     )
     keys = [
         "model",
@@ -423,6 +428,12 @@ def estimate_inference_cmd(
         "matmul_precision",
         "kv_cache_capacity_tokens",
         "attention_kernel",
+        "avg_power_w",
+        "energy_j_per_token",
+        "power_cap_w",
+        "expert_load_max_over_mean",
+        "moe_prefill_s",
+        "moe_decode_s",
     ]
     _emit_estimate(r, fmt, keys, f"{r.model} on {r.devices} x {r.hardware}", out, force, catalog)
 
@@ -454,6 +465,7 @@ def estimate_training_cmd(
     expert_imbalance: ExpertImbalanceOpt = None,
     expert_loads: ExpertLoadsOpt = None,
     expert_placement: ExpertPlacementOpt = None,
+    power_cap_w: PowerCapOpt = None,
     out: OutOpt = None,
     force: ForceOpt = False,
     fmt: FormatOpt = Format.table,
@@ -489,6 +501,7 @@ def estimate_training_cmd(
         expert_imbalance=expert_imbalance,
         expert_loads=expert_loads,
         expert_placement=expert_placement,
+        power_cap_w=power_cap_w,
     )
     _emit_estimate(r, fmt, list(r.to_dict()), f"{r.model} training on {r.devices} x {r.hardware}", out, force, catalog)
 

@@ -398,7 +398,7 @@ def estimate_inference(
         arrival=arrival if mode == "serving" else None,
         expert_load_max_over_mean=s.expert_imbalance if spec.moe is not None else None,
         power_cap_w=power_cap_w,
-        device_power=device_power(cluster.device, cluster.perf.clock_scale),
+        device_power=device_power(cluster.device, cluster.perf.clock_scale, power_cap_w),
     )
 
 
@@ -659,7 +659,7 @@ def _disaggregated(
         kv_link=f"{link.link.id} ({link.name})",
         expert_load_max_over_mean=s_d.expert_imbalance if spec.moe is not None else None,
         power_cap_w=power_cap_w,
-        device_power=device_power(cluster_d.device, cluster_d.perf.clock_scale),
+        device_power=device_power(cluster_d.device, cluster_d.perf.clock_scale, power_cap_w),
         matmul_precision=p.compute,
         speculative=None if sp is None else sp.method,
         tokens_per_step=decode_pool.tokens_per_step,

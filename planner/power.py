@@ -48,20 +48,21 @@ class DevicePower:
     tdp_w: float
     idle_w: float
     clock_scale: float = 1.0  # the math units' clock ratio under a power cap (clock_scale())
+    cap_w: float | None = None  # the cap the board's controller holds it under
 
     @property
     def dynamic_w(self) -> float:
         return self.tdp_w - self.idle_w
 
 
-def device_power(device: Any, clock: float = 1.0) -> DevicePower:
-    """TDP and idle of one accelerator (idle from the catalogue, else IDLE_FRACTION of TDP), and
-    the clock ratio it runs at."""
+def device_power(device: Any, clock: float = 1.0, cap_w: float | None = None) -> DevicePower:
+    """TDP and idle of one accelerator (idle from the catalogue, else IDLE_FRACTION of TDP), the
+    clock ratio it runs at and the power cap it runs under."""
     if device.power is None:
         raise InvalidSpecError(f"{device.id} has no power figures in the catalogue")
     tdp = float(device.power.tdp_w)
     idle = float(device.power.idle_w) if device.power.idle_w is not None else IDLE_FRACTION * tdp
-    return DevicePower(tdp, idle, clock)
+    return DevicePower(tdp, idle, clock, cap_w)
 
 
 def op_power_w(pw: DevicePower, t: Any) -> Any:
@@ -74,7 +75,9 @@ def op_power_w(pw: DevicePower, t: Any) -> Any:
         u_m = np.minimum(np.asarray(t.memory_s, dtype=np.float64) / time, 1.0)
         compute = COMPUTE_SHARE * pw.clock_scale**DVFS_EXPONENT  # a slower clock draws less
         load = np.minimum(compute * u_c + MEMORY_SHARE * u_m, 1.0)
-    return pw.idle_w + pw.dynamic_w * load
+    power = pw.idle_w + pw.dynamic_w * load
+    # an op that still exceeds the cap at the capped clock is held to it by the board's controller
+    return power if pw.cap_w is None else np.minimum(power, pw.cap_w)
 
 
 def pass_power_w(pw: DevicePower, times: Any) -> Any:

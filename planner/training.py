@@ -459,7 +459,7 @@ def estimate_training(
         moe_s=sc(m * moe) if spec.moe is not None else None,
         expert_load_max_over_mean=hot if spec.moe is not None else None,
         power_cap_w=power_cap_w,
-        device_power=device_power(cluster.device, cluster.perf.clock_scale),
+        device_power=device_power(cluster.device, cluster.perf.clock_scale, power_cap_w),
         op_times=(("forward", stage_times[0]),),
     )
 
