@@ -68,6 +68,14 @@ plan_app = typer.Typer(
 )
 app.add_typer(estimate_app, name="estimate")
 app.add_typer(plan_app, name="plan")
+tco_app = typer.Typer(
+    help="Cost of a deployment per hour and per million tokens (or per training run): owned (capex, energy at "
+    "the estimated power, facility, maintenance, network) or rented.\n\n"
+    "Example: planner tco inference -m llama3.1-70b -H h100-sxm --tp 8 --concurrency 64",
+    no_args_is_help=True,
+    context_settings=_WIDE,
+)
+app.add_typer(tco_app, name="tco")
 
 
 def _catalog(catalog_dir: str | None) -> Any:
@@ -1219,6 +1227,213 @@ def _prices(values: list[str] | None) -> dict[str, float]:
         if not sep or not key.strip() or not out[key.strip()] > 0:
             raise PlannerError(f"--price must be ID=USD per hour > 0, e.g. epyc-9654=5.56 (got '{v}')")
     return out
+
+
+OwnershipOpt = Annotated[str, typer.Option(help="owned, on-demand or reserved.")]
+
+
+def _tco_options(
+    life_years: float | None,
+    pue: float | None,
+    usd_per_kwh: float | None,
+    colocation_usd_per_kw_month: float | None,
+    maintenance_fraction_per_year: float | None,
+    network_usd_per_device: float | None,
+    discount_rate: float | None,
+) -> Any:
+    from planner.costs import DEFAULT_TCO
+
+    return DEFAULT_TCO.with_(
+        life_years=life_years,
+        pue=pue,
+        usd_per_kwh=usd_per_kwh,
+        colocation_usd_per_kw_month=colocation_usd_per_kw_month,
+        maintenance_fraction_per_year=maintenance_fraction_per_year,
+        network_usd_per_device=network_usd_per_device,
+        discount_rate=discount_rate,
+    )
+
+
+LifeOpt = Annotated[float | None, typer.Option(help="Owned: depreciation life, years [6].")]
+PueOpt = Annotated[float | None, typer.Option(help="Owned: facility PUE [1.2].")]
+KwhOpt = Annotated[float | None, typer.Option(help="Owned: electricity, $/kWh [0.08].")]
+ColoOpt = Annotated[float | None, typer.Option(help="Owned: colocation, $ per kW of IT power per month.")]
+MaintOpt = Annotated[float | None, typer.Option(help="Owned: maintenance, share of capex per year.")]
+NetOpt = Annotated[float | None, typer.Option(help="Owned: scale-out NIC, port and optics per device, $.")]
+RateOpt = Annotated[float | None, typer.Option(help="Owned: discount rate per year (capital recovery) [0].")]
+CapexOpt = Annotated[float | None, typer.Option(help="Owned: capex per device, $ [the catalogue's].")]
+ReservedOpt = Annotated[float | None, typer.Option(help="Reserved: discount on the on-demand price, share.")]
+
+
+def _emit_tco(t: Any, fmt: Format, out: str | None, force: bool) -> None:
+    from planner.formatting import render_record, render_rows, to_json
+
+    if out is not None:
+        if not out.lower().endswith((".json", ".csv", ".xlsx")):
+            raise PlannerError(f"--out must end in .json, .csv or .xlsx (got '{out}')")
+        _write_data_or_report(t, out, force, "planner.report", "report")
+    data = t.to_dict()
+    if fmt is Format.json:
+        _emit(to_json(data))
+        return
+    if fmt is Format.csv:
+        _emit(render_rows([data], "csv"))
+        return
+    render_record({k: v for k, v in data.items() if v is not None}, "table", title=f"{t.model} on {t.hardware}: TCO")
+
+
+@tco_app.command("inference")
+def tco_inference_cmd(
+    model: ModelOpt,
+    hardware: HardwareOpt,
+    devices: Annotated[int | None, typer.Option(min=1, help="Devices in all (default tp x pp x dp).")] = None,
+    tp: Annotated[int, typer.Option(min=1, help="Tensor parallelism.")] = 1,
+    pp: Annotated[int, typer.Option(min=1, help="Pipeline parallelism.")] = 1,
+    ep: Annotated[int, typer.Option(min=1, help="Expert parallelism (MoE).")] = 1,
+    dp: Annotated[int | None, typer.Option(min=1, help="Replicas.")] = None,
+    batch: Annotated[int | None, typer.Option(min=1, help="One static batch.")] = None,
+    concurrency: Annotated[int | None, typer.Option(min=1, help="Requests in flight (serving).")] = None,
+    input_len: Annotated[int, typer.Option(min=1, help="Prompt tokens.")] = 1024,
+    output_len: Annotated[int, typer.Option(min=1, help="Generated tokens.")] = 256,
+    weight_precision: Annotated[str, typer.Option(help="bf16, fp8, fp4, int4, ...")] = "bf16",
+    engine: EngineOpt = "vllm",
+    power_cap_w: PowerCapOpt = None,
+    ownership: OwnershipOpt = "owned",
+    capex_usd: CapexOpt = None,
+    reserved_discount: ReservedOpt = None,
+    life_years: LifeOpt = None,
+    pue: PueOpt = None,
+    usd_per_kwh: KwhOpt = None,
+    colocation_usd_per_kw_month: ColoOpt = None,
+    maintenance_fraction_per_year: MaintOpt = None,
+    network_usd_per_device: NetOpt = None,
+    discount_rate: RateOpt = None,
+    fmt: FormatOpt = Format.table,
+    out: Annotated[str | None, typer.Option("--out", "-o", metavar="FILE", help="Write .json or .csv.")] = None,
+    force: ForceOpt = False,
+    catalog: CatalogOpt = None,
+) -> None:
+    """$/h by component and $/M generated tokens of serving a model, at its estimated power.
+
+    Example: planner tco inference -m llama3.1-70b -H h100-sxm --tp 8 --concurrency 64 --ownership owned
+    """
+    from planner.costs import tco
+    from planner.inference import estimate_inference
+
+    cat = _catalog(catalog)
+    a = _tco_options(
+        life_years,
+        pue,
+        usd_per_kwh,
+        colocation_usd_per_kw_month,
+        maintenance_fraction_per_year,
+        network_usd_per_device,
+        discount_rate,
+    )
+    r = estimate_inference(
+        model,
+        hardware,
+        devices,
+        tp=tp,
+        pp=pp,
+        ep=ep,
+        dp=dp,
+        batch=batch,
+        concurrency=concurrency,
+        input_len=input_len,
+        output_len=output_len,
+        weight_precision=weight_precision,
+        engine=engine,
+        power_cap_w=power_cap_w,
+        catalog=cat,
+    )
+    t = tco(
+        r,
+        ownership=ownership,
+        assumptions=a,
+        capex_usd_per_device=capex_usd,
+        reserved_discount=reserved_discount,
+        catalog=cat,
+    )
+    _emit_tco(t, fmt, out, force)
+
+
+@tco_app.command("training")
+def tco_training_cmd(
+    model: ModelOpt,
+    hardware: HardwareOpt,
+    devices: Annotated[int, typer.Option(min=1, help="Devices in all.")],
+    tp: Annotated[int, typer.Option(min=1, help="Tensor parallelism.")] = 1,
+    pp: Annotated[int, typer.Option(min=1, help="Pipeline parallelism.")] = 1,
+    ep: Annotated[int, typer.Option(min=1, help="Expert parallelism (MoE).")] = 1,
+    cp: Annotated[int, typer.Option(min=1, help="Context parallelism.")] = 1,
+    zero: Annotated[int, typer.Option(min=0, max=3, help="ZeRO stage 0-3.")] = 1,
+    micro_batch: Annotated[int, typer.Option(min=1, help="Sequences per micro-batch.")] = 1,
+    global_batch: Annotated[int, typer.Option(min=1, help="Sequences per step.")] = 1024,
+    seq_len: Annotated[int, typer.Option(min=1, help="Tokens per sequence.")] = 4096,
+    precision: Annotated[str, typer.Option(help="GEMM precision: bf16 or fp8.")] = "bf16",
+    token_budget: Annotated[float | None, typer.Option(help="Tokens to train: the run's time and cost.")] = None,
+    power_cap_w: PowerCapOpt = None,
+    ownership: OwnershipOpt = "owned",
+    capex_usd: CapexOpt = None,
+    reserved_discount: ReservedOpt = None,
+    life_years: LifeOpt = None,
+    pue: PueOpt = None,
+    usd_per_kwh: KwhOpt = None,
+    colocation_usd_per_kw_month: ColoOpt = None,
+    maintenance_fraction_per_year: MaintOpt = None,
+    network_usd_per_device: NetOpt = None,
+    discount_rate: RateOpt = None,
+    fmt: FormatOpt = Format.table,
+    out: Annotated[str | None, typer.Option("--out", "-o", metavar="FILE", help="Write .json or .csv.")] = None,
+    force: ForceOpt = False,
+    catalog: CatalogOpt = None,
+) -> None:
+    """$/h by component, $/M trained tokens and the cost of a run of --token-budget tokens.
+
+    Example: planner tco training -m llama3.1-70b -H h100-sxm --devices 64 --tp 8 --pp 2 --token-budget 1e12
+    """
+    from planner.costs import tco
+    from planner.training import estimate_training
+
+    if token_budget is not None and not (token_budget > 0 and token_budget < float("inf")):
+        raise PlannerError(f"--token-budget must be a finite number of tokens > 0 (got {token_budget})")
+    cat = _catalog(catalog)
+    a = _tco_options(
+        life_years,
+        pue,
+        usd_per_kwh,
+        colocation_usd_per_kw_month,
+        maintenance_fraction_per_year,
+        network_usd_per_device,
+        discount_rate,
+    )
+    r = estimate_training(
+        model,
+        hardware,
+        devices,
+        tp=tp,
+        pp=pp,
+        ep=ep,
+        cp=cp,
+        zero=zero,
+        micro_batch=micro_batch,
+        global_batch=global_batch,
+        seq_len=seq_len,
+        precision=precision,
+        power_cap_w=power_cap_w,
+        catalog=cat,
+    )
+    t = tco(
+        r,
+        ownership=ownership,
+        assumptions=a,
+        capex_usd_per_device=capex_usd,
+        reserved_discount=reserved_discount,
+        token_budget=token_budget,
+        catalog=cat,
+    )
+    _emit_tco(t, fmt, out, force)
 
 
 def _fail(message: str, code: int) -> NoReturn:
