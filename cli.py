@@ -596,7 +596,7 @@ def plan_training_cmd(
     global_batch: Annotated[int, typer.Option(min=1, help="Sequences per step.")] = 1024,
     seq_len: Annotated[int, typer.Option(min=1, help="Tokens per sequence.")] = 4096,
     precision: Annotated[str, typer.Option(help="GEMM precision: bf16 or fp8.")] = "bf16",
-    objective: Annotated[str, typer.Option(help="tokens_per_s, time or cost.")] = "tokens_per_s",
+    objective: Annotated[str, typer.Option(help="tokens_per_s, time, cost (cloud) or tco (owned).")] = "tokens_per_s",
     top: Annotated[int, typer.Option(min=1, help="Plans to show.")] = 5,
     tp_across_domains: Annotated[bool, typer.Option(help="Allow TP beyond the scale-up domain.")] = False,
     token_budget: Annotated[float | None, typer.Option(help="Tokens to train: plans report its time and cost.")] = None,
@@ -703,7 +703,7 @@ def plan_inference_cmd(
     output_len: Annotated[int | None, typer.Option(min=1, help="Generated tokens [256] (or use --lengths).")] = None,
     lengths: Annotated[str | None, typer.Option(metavar="CSV", help="Samples: columns input_len, output_len.")] = None,
     percentile: Annotated[float | None, typer.Option(help="SLO on this percentile (e.g. 0.9); default mean.")] = None,
-    objective: Annotated[str, typer.Option(help="cost, devices or goodput.")] = "cost",
+    objective: Annotated[str, typer.Option(help="cost (cloud $/h), tco (owned), devices or goodput.")] = "cost",
     mode: Annotated[
         str, typer.Option(help="both, aggregated, disaggregated, or cross-hardware (prefill and decode types differ).")
     ] = "both",

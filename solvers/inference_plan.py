@@ -34,7 +34,7 @@ from planner.inference import estimate_inference
 from planner.queueing import md1_max_rate, md1_wait_percentile_s, md1_wait_s
 from solvers.pools import CONCURRENCY_GRID, ep_for, pool_sides
 
-OBJECTIVES = ("cost", "devices", "goodput")
+OBJECTIVES = ("cost", "devices", "goodput", "tco")
 _CONCURRENCY_GRID = CONCURRENCY_GRID
 
 
@@ -181,9 +181,12 @@ def plan_inference(
     for hw in options:
         cluster = resolve_cluster(hw, None, cat)
         device = cluster.device
-        price = _price(device)
+        price = _price(device) if objective != "tco" else device.prices.capex_usd
         if objective == "cost" and price is None:
             rejected[hw] = "no cloud price in the catalogue (objective cost)"
+            continue
+        if objective == "tco" and price is None:
+            rejected[hw] = "no capex in the catalogue (objective tco)"
             continue
         domain = cluster.scale_up.group if cluster.system is None else cluster.system.scale_up_domain
         tps = [t for t in (1, 2, 4, 8, 16, 32, 64, 72) if t <= max(domain, 1) and spec.attention.heads % t == 0]
@@ -224,7 +227,11 @@ def plan_inference(
             f"no deployment of {spec.id} meets TTFT <= {slo.ttft_s} s and TPOT <= "
             f"{slo.tpot_s} s at {workload.rate_per_s} req/s ({worst})"
         )
+    if objective == "tco":
+        for p in plans:  # owned $ per device-hour at the plan's own power draw (planner.costs)
+            p["price"] = _owned_per_device_hour(spec, p, workload, cat, engine)
     order: Any = {
+        "tco": lambda p: (p["devices"] * p["price"], p["devices"]),
         "cost": lambda p: (p["devices"] * (p["price"] or math.inf), p["devices"]),
         "devices": lambda p: (p["devices"], p["devices"] * (p["price"] or 0.0)),
         "goodput": lambda p: (-p["goodput_per_device"], p["devices"]),
@@ -259,6 +266,43 @@ def plan_inference(
     for p in plans:
         p["usd_per_hour"] = p["price"] * p["devices"] if p["price"] else None
     return InferencePlans(spec.id, objective, slo, workload, tuple(out), evaluated, rejected, tuple(plans))
+
+
+def _owned_per_device_hour(spec: Any, p: dict[str, Any], w: Workload, cat: Catalog, engine: str) -> float:
+    """Owned TCO per device-hour (planner.costs defaults) of a plan at its operating point's power."""
+    from planner.costs import DEFAULT_TCO, owned
+
+    kw = dict(weight_precision=p["weight_precision"], catalog=cat, input_len=w.input_len, output_len=w.output_len)
+    if p["mode"] == "aggregated":
+        r = estimate_inference(
+            spec,
+            p["hardware"],
+            p["tp"] * p.get("pp", 1),
+            tp=p["tp"],
+            pp=p.get("pp", 1),
+            ep=p["ep"],
+            concurrency=p["concurrency"],
+            engine=engine,
+            arrival="poisson",
+            **kw,
+        )
+    else:
+        devices = p["prefill_tp"] + p["tp"]
+        r = estimate_inference(
+            spec,
+            p["hardware"],
+            devices,
+            tp=p["tp"],
+            ep=p["ep"],
+            concurrency=p["concurrency"],
+            disaggregated=True,
+            prefill_devices=p["prefill_tp"],
+            prefill_tp=p["prefill_tp"],
+            **kw,
+        )
+    device = cat.device(p["hardware"])
+    b = owned(float(p["price"]), 1, float(r.avg_power_w), float(device.power.tdp_w), DEFAULT_TCO)
+    return b.total_usd_per_hour
 
 
 # Pipeline stages a serving replica may add when TP alone cannot hold the model.

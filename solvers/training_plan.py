@@ -18,7 +18,7 @@ from __future__ import annotations
 import itertools
 import math
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -30,14 +30,14 @@ from planner.memory import RESERVE_FRACTION, weight_bytes_per_device
 from planner.ops import Precisions, Sharding
 from planner.training import RECOMPUTE, TrainingResult, estimate_training
 
-OBJECTIVES = ("tokens_per_s", "time", "cost")
+OBJECTIVES = ("tokens_per_s", "time", "cost", "tco")
 
 
 @dataclass(frozen=True)
 class TrainingPlan:
     rank: int
     result: TrainingResult
-    usd_per_hour: float | None  # the fleet's cloud price, where the catalogue has one
+    usd_per_hour: float | None  # the fleet's cloud price where the catalogue has one (owned TCO: objective tco)
     usd_per_million_tokens: float | None
     train_time_s: float | None = None  # to train the token budget, when one is given
     train_cost_usd: float | None = None
@@ -205,12 +205,19 @@ def plan_training(
             catalog=cat,
         )
         hourly = price * devices if price else None
+        if objective == "tco":  # owned, at this plan's own power draw (planner.costs defaults)
+            hourly = _owned_hourly(cluster.device, devices, r.avg_power_w)
         per_m = hourly / 3600.0 / r.tokens_per_s * 1e6 if hourly else None
         train_s = token_budget / r.tokens_per_s if token_budget else None
         train_usd = hourly * train_s / 3600.0 if hourly and train_s else None
         plans.append(TrainingPlan(i + 1, r, hourly, per_m, train_s, train_usd))
     if objective == "cost" and price is None:
         raise InvalidSpecError(f"objective 'cost' needs a price for {cluster.device.id} in the catalogue")
+    if objective == "tco":  # cost follows time on a fixed fleet, except for each plan's power draw
+        plans = [
+            replace(p, rank=i + 1)
+            for i, p in enumerate(sorted(plans, key=lambda p: p.usd_per_hour / p.result.tokens_per_s))
+        ]
     if objective != "tokens_per_s" and not token_budget:
         raise InvalidSpecError(f"objective '{objective}' needs token_budget (tokens to train)")
     return TrainingPlans(
@@ -223,6 +230,14 @@ def _binding(rejected: Counter[str]) -> str:
     memory = [(k, v) for k, v in rejected.items() if k.startswith("memory")]
     picked = memory or rejected.most_common(3)
     return "; ".join(f"{k} ({v} candidates)" for k, v in picked)
+
+
+def _owned_hourly(device: Any, devices: int, avg_power_w: float) -> float:
+    from planner.costs import DEFAULT_TCO, owned
+
+    if device.prices.capex_usd is None:
+        raise InvalidSpecError(f"objective 'tco' needs a capex for {device.id} in the catalogue")
+    return owned(device.prices.capex_usd, devices, avg_power_w, device.power.tdp_w, DEFAULT_TCO).total_usd_per_hour
 
 
 def _usd_per_device_hour(device: Any) -> float | None:
