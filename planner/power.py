@@ -13,9 +13,10 @@ steps (memory-bound, well below); training adds the exposed communication, the p
 (near idle) and the optimizer (memory-bound).
 
 A power cap lowers the clock until the board fits under it. Dynamic power of the math units goes
-as f V^2 and V follows f in the DVFS range, so as f^3; HBM runs on its own clock and keeps its
-bandwidth. A compute-bound op is slowed by the clock ratio s, a memory-bound one barely at all:
-s = cube root of the compute share of the dynamic budget left under the cap.
+as f^DVFS_EXPONENT; HBM runs on its own clock and keeps its bandwidth. A compute-bound op is slowed
+by the clock ratio s, a memory-bound one barely at all (decode never reaches a cap: Ma et al., "The
+Illusion of Power Capping in LLM Decode", arXiv 2605.11999); an op still above the cap at that
+clock is held to it by the board's controller.
 """
 
 from __future__ import annotations
@@ -30,16 +31,29 @@ from hardware_db.errors import InvalidSpecError
 
 Array = npt.NDArray[np.float64]
 
-# Share of the board's dynamic power range each unit draws when it alone is saturated. A GEMM at
-# its achievable rate runs at the power limit (COMPUTE_SHARE = 1): MAMF-style matmul benchmarks
-# on H100 SXM hold 700 W (stas00/ml-engineering, compute/accelerator, "power throttling" notes).
+# Share of the board's dynamic power range each unit draws when it alone is saturated.
+# - COMPUTE_SHARE 1: a GEMM at its achievable rate runs at the power limit (Epoch's single-H100 test:
+#   at 70% of peak FLOP/s the GPU sat at 700 W; epoch-research/training-cost-trends, energy.py).
+# - MEMORY_SHARE 0.75: an HBM-bound step still keeps every SM issuing loads at full clock. No source
+#   gives HBM's share of an H100's board power, so this is the project's one calibration of the
+#   power model: the ML.ENERGY v3.0 row of Llama-3.1-8B on one H100 at batch 16 (513 W; validation/
+#   measurements.yaml, marked calibration). The other ML.ENERGY rows only evaluate it.
+# - LINK_SHARE 0.15: SMs near idle while NVLink or the NIC moves data. An assumption, unsourced: it
+#   weighs only the exposed communication of training steps.
 COMPUTE_SHARE = 1.0
-MEMORY_SHARE = 0.45
+MEMORY_SHARE = 0.75
 LINK_SHARE = 0.15
-# Idle board power as a share of TDP where the catalogue has no measured idle: POLCA (Patel et al.,
-# arXiv 2308.12908, section 3) measures A100 idle at ~20% of TDP.
+# Idle board power as a share of TDP where the catalogue has no measured idle. A bare A100 idles at
+# 13-16% of TDP (nvidia-smi, 0% utilisation: 52-54 W on 400 W SXM, 44-48 W on 300 W PCIe; HF space
+# seawolf2357/PLUS_Lab_GPUs gpus.csv, 2025-07-03), and a GPU holding a loaded model draws 26-50 W
+# more (the CUDA context; Vadari, "The Model Parking Tax", arXiv 2605.23918): about 20% for a
+# serving GPU between requests.
 IDLE_FRACTION = 0.20
-DVFS_EXPONENT = 3.0  # dynamic power ~ f V^2 with V ~ f (section docstring)
+# Dynamic power ~ C V^2 f, and near the top of the DVFS range V rises about half as fast as f (a
+# 10% higher clock needs ~5% more voltage: 1.10 x 1.05^2 = 1.21, an exponent of 2;
+# diomgis.com/learn/power-thermals-and-clock-throttling). A cube law would overstate the power a
+# clock cut saves.
+DVFS_EXPONENT = 2.0
 MIN_CLOCK_SCALE = 0.3  # no cap may take the clock below this (the DVFS range ends)
 
 

@@ -23,7 +23,7 @@ from planner.catalog import Catalog, load_catalog
 from workloads.schema import ModelSpec
 
 VALIDATION_FILE = Path(__file__).resolve().parent.parent / "validation" / "measurements.yaml"
-CATEGORIES = ("gemm", "attention", "memory-bandwidth", "collective", "training", "inference", "memory")
+CATEGORIES = ("gemm", "attention", "memory-bandwidth", "collective", "training", "inference", "memory", "energy")
 
 
 @dataclass(frozen=True)
@@ -293,6 +293,8 @@ def _inference(cfg: dict[str, Any], metric: str, row: dict[str, Any], catalog: C
         "e2e_latency_s": float(r.e2e_latency_s),
         "tpot_s": float(r.tpot_s),
         "ttft_s": float(getattr(r, _TTFT_FIELDS.get(statistic, "ttft_s"))),
+        "avg_power_w": float(r.avg_power_w),  # per device
+        "energy_j_per_token": float(r.energy_j_per_token),
     }
     if metric not in values:
         raise NotEvaluable(f"inference metric '{metric}' is not modelled")
@@ -351,6 +353,7 @@ _PREDICTORS = {
     "training": _training,
     "inference": _inference,
     "memory": _memory_footprint,
+    "energy": _inference,  # board power and energy per token of a serving run (planner.power)
 }
 
 
