@@ -1255,11 +1255,11 @@ def _tco_options(
 
 
 LifeOpt = Annotated[float | None, typer.Option(help="Owned: depreciation life, years [6].")]
-PueOpt = Annotated[float | None, typer.Option(help="Owned: facility PUE [1.2].")]
-KwhOpt = Annotated[float | None, typer.Option(help="Owned: electricity, $/kWh [0.08].")]
-ColoOpt = Annotated[float | None, typer.Option(help="Owned: colocation, $ per kW of IT power per month.")]
-MaintOpt = Annotated[float | None, typer.Option(help="Owned: maintenance, share of capex per year.")]
-NetOpt = Annotated[float | None, typer.Option(help="Owned: scale-out NIC, port and optics per device, $.")]
+PueOpt = Annotated[float | None, typer.Option(help="Owned: facility PUE [1.3].")]
+KwhOpt = Annotated[float | None, typer.Option(help="Owned: electricity, $/kWh [0.0806].")]
+ColoOpt = Annotated[float | None, typer.Option(help="Owned: colocation, $ per kW of IT power per month [184.06].")]
+MaintOpt = Annotated[float | None, typer.Option(help="Owned: maintenance, share of capex per year [0].")]
+NetOpt = Annotated[float | None, typer.Option(help="Owned: scale-out NIC, port and optics per device, $ [4250].")]
 RateOpt = Annotated[float | None, typer.Option(help="Owned: discount rate per year (capital recovery) [0].")]
 CapexOpt = Annotated[float | None, typer.Option(help="Owned: capex per device, $ [the catalogue's].")]
 ReservedOpt = Annotated[float | None, typer.Option(help="Reserved: discount on the on-demand price, share.")]

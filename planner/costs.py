@@ -5,7 +5,7 @@ Owned, per device-hour:
   capex       capex x CRF(rate, life) / 8760, CRF = r / (1 - (1 + r)^-life) (straight-line 1 / life at r = 0)
   network     scale-out NIC, switch port and optics per device, recovered the same way
   energy      avg board power x (1 + host overhead) x PUE x $/kWh
-  facility    provisioned IT power (TDP x (1 + host overhead)) x colocation $/kW-month
+  facility    provisioned IT power (TDP x (1 + rated host overhead)) x colocation $/kW-month
   maintenance capex x a yearly share / 8760
 Rented: the cheapest on-demand cloud price in the catalogue, or a reserved price (on-demand x
 (1 - discount)). Every default below names its source; every one can be overridden.
@@ -31,7 +31,8 @@ class TcoAssumptions:
     colocation_usd_per_kw_month: float
     maintenance_fraction_per_year: float
     network_usd_per_device: float
-    host_overhead_fraction: float  # node power beyond the accelerators, per accelerator watt
+    host_overhead_fraction: float  # node power beyond the accelerators, per accelerator watt, on average
+    provisioned_overhead_fraction: float  # the same at the node's rated maximum (what the facility provisions)
     discount_rate: float = 0.0
 
     def __post_init__(self) -> None:
@@ -43,6 +44,7 @@ class TcoAssumptions:
             ("maintenance_fraction_per_year", self.maintenance_fraction_per_year, 0.0, 1.0),
             ("network_usd_per_device", self.network_usd_per_device, 0.0, 1e6),
             ("host_overhead_fraction", self.host_overhead_fraction, 0.0, 5.0),
+            ("provisioned_overhead_fraction", self.provisioned_overhead_fraction, 0.0, 5.0),
             ("discount_rate", self.discount_rate, 0.0, 1.0),
         )
         for name, value, low, high in checks:
@@ -101,7 +103,7 @@ def owned(
         raise InvalidSpecError(f"capex per device must be > 0 $ (got {capex_usd_per_device})")
     crf = capital_recovery_factor(a.discount_rate, a.life_years) / HOURS_PER_YEAR
     node_w = avg_power_w * (1.0 + a.host_overhead_fraction) * devices
-    provisioned_kw = tdp_w * (1.0 + a.host_overhead_fraction) * devices / 1000.0
+    provisioned_kw = tdp_w * (1.0 + a.provisioned_overhead_fraction) * devices / 1000.0
     return TcoBreakdown(
         ownership="owned",
         devices=devices,
@@ -130,24 +132,33 @@ def rented(usd_per_device_hour: float, devices: int, avg_power_w: float, a: TcoA
     )
 
 
-# Defaults for owned hardware. Sources (each overridable on the command line):
-# - life_years 6: Microsoft (FY2022 10-K, servers and network equipment 4 -> 6 years) and Alphabet
-#   (2023 10-K, servers 4 -> 6 years) depreciate servers over six years.
-# - pue 1.2 and usd_per_kwh 0.08: the defaults of aiinframap's H100/H200/B200 TCO tool
-#   (www.aiinframap.com/tools/chips/h100-vs-h200-vs-b200-tco, seen 2026), in ../shared/reference/
-#   hardware-costs.csv; a modern liquid-cooled AI hall, and a US industrial tariff.
-# - host_overhead_fraction 0.82: a DGX H100 draws 10.2 kW at most (NVIDIA DGX H100 datasheet) for
-#   8 x 700 W GPUs, so CPUs, NICs, NVSwitches, fans and PSU losses add (10.2 - 5.6) / 5.6 per GPU watt.
-# - colocation_usd_per_kw_month, maintenance_fraction_per_year, network_usd_per_device: see the
-#   comments where DEFAULT_TCO is built.
+# Defaults for owned hardware, each overridable (planner tco --help):
+# - life_years 6: Microsoft (servers and network equipment 4 -> 6 years from FY2023) and Alphabet
+#   (servers 4 -> 6 years from 2023) in their 10-K/10-Q filings; Amazon moved a subset of AI servers
+#   back to 5 years from 2025 and Meta uses 5.5 (2025), so 5 is the cautious alternative.
+# - pue 1.3: new AI data halls aim below 1.3 (SemiAnalysis, quoted in Epoch's training-cost-trends
+#   energy.py) and new large facilities reach about 1.3 (Uptime Institute 14th survey); the
+#   industry's fleet average is 1.58 (Uptime, 2023) and Google's 1.10 (2024 Environmental Report).
+# - usd_per_kwh 0.0806: US average industrial tariff, 2023 (EIA, 8.06 cents/kWh).
+# - colocation_usd_per_kw_month 184.06: wholesale colocation, 250-500 kW, North American primary
+#   markets, H2 2024 (CBRE North America Data Center Trends H2 2024); power is metered on top.
+# - maintenance_fraction_per_year 0: no published figure was found; give one for a support contract.
+# - network_usd_per_device 4250: scale-out InfiniBand (48 switches $1.73M, cables and optics $2.62M)
+#   for 1,024 H100 in 128 nodes, a public cost sheet "H100 cluster cost" (Aug 2024): $4,247 per GPU,
+#   9.9% of the hardware.
+# - host_overhead_fraction 0.11: a DGX H100's CPUs, memory and network add ~600 W to its 8 x 700 W
+#   in typical operation (lynx-cortex, in ../shared/reference/hardware-costs.csv).
+# - provisioned_overhead_fraction 0.82: a DGX H100 is rated 10.2 kW for 8 x 700 W of GPUs (NVIDIA
+#   DGX H100/H200 user guide); DGX A100 2.03 x and DGX B200 1.79 x their GPUs' TDP.
 DEFAULT_TCO = TcoAssumptions(
     life_years=6.0,
-    pue=1.2,
-    usd_per_kwh=0.08,
-    colocation_usd_per_kw_month=0.0,
+    pue=1.3,
+    usd_per_kwh=0.0806,
+    colocation_usd_per_kw_month=184.06,
     maintenance_fraction_per_year=0.0,
-    network_usd_per_device=0.0,
-    host_overhead_fraction=(10.2 - 5.6) / 5.6,
+    network_usd_per_device=4250.0,
+    host_overhead_fraction=600.0 / 5600.0,
+    provisioned_overhead_fraction=(10_200.0 - 5_600.0) / 5_600.0,
 )
 
 OWNERSHIP = ("owned", "on-demand", "reserved")

@@ -16,6 +16,7 @@ HAND = TcoAssumptions(
     maintenance_fraction_per_year=0.05,
     network_usd_per_device=3000.0,
     host_overhead_fraction=0.5,
+    provisioned_overhead_fraction=0.5,
     discount_rate=0.08,
 )
 
