@@ -1436,6 +1436,72 @@ def tco_training_cmd(
     _emit_tco(t, fmt, out, force)
 
 
+@tco_app.command("oversubscribe")
+def tco_oversubscribe_cmd(
+    row_kw: Annotated[float, typer.Option(help="The row's (or site's) power budget, kW.")],
+    server_kw: Annotated[float, typer.Option(help="One server's rated power, kW (DGX H100: 10.2).")],
+    peak_ratio: Annotated[
+        float | None, typer.Option(help="Servers' peak draw over rated [POLCA: inference 0.79, training 0.97].")
+    ] = None,
+    workload: Annotated[str, typer.Option(help="inference or training: POLCA's peak ratio for it.")] = "inference",
+    low_priority_share: Annotated[float, typer.Option(help="Share of servers capped at the peaks.")] = 0.0,
+    capped_ratio: Annotated[float | None, typer.Option(help="Their peak under the cap, over rated.")] = None,
+    model: Annotated[str | None, typer.Option("--model", "-m", help="With -H: the capped servers' loss.")] = None,
+    hardware: Annotated[str | None, typer.Option("--hardware", "-H", help="Device the servers hold.")] = None,
+    tp: Annotated[int, typer.Option(min=1, help="Tensor parallelism of the served model.")] = 1,
+    concurrency: Annotated[int, typer.Option(min=1, help="Requests in flight per replica.")] = 64,
+    input_len: Annotated[int, typer.Option(min=1, help="Prompt tokens.")] = 1024,
+    output_len: Annotated[int, typer.Option(min=1, help="Generated tokens.")] = 256,
+    fmt: FormatOpt = Format.table,
+    catalog: CatalogOpt = None,
+) -> None:
+    """How many servers a power budget holds when they rarely draw their rated power, with a
+    share of them capped at the peaks (POLCA), and what the capped ones lose.
+
+    Example: planner tco oversubscribe --row-kw 408 --server-kw 10.2 --low-priority-share 0.5 --capped-ratio 0.745
+    """
+    from planner.formatting import render_record, to_json
+    from planner.oversubscription import (
+        POLCA_INFERENCE_PEAK,
+        POLCA_TRAINING_PEAK,
+        capped_loss,
+        oversubscribe,
+    )
+
+    peaks = {"inference": POLCA_INFERENCE_PEAK, "training": POLCA_TRAINING_PEAK}
+    if workload not in peaks:
+        raise PlannerError(f"unknown --workload '{workload}' (allowed: inference, training)")
+    ratio = peak_ratio if peak_ratio is not None else peaks[workload]
+    o = oversubscribe(
+        row_kw * 1e3, server_kw * 1e3, ratio, low_priority_share=low_priority_share, capped_ratio=capped_ratio
+    )
+    data = o.to_dict()
+    if (model is None) != (hardware is None):
+        raise PlannerError("give --model and --hardware together (the capped servers' loss)")
+    if model is not None and hardware is not None:
+        from planner.inference import estimate_inference
+
+        cat = _catalog(catalog)
+
+        def run(cap: float | None = None) -> Any:
+            return estimate_inference(
+                model,
+                hardware,
+                tp=tp,
+                concurrency=concurrency,
+                input_len=input_len,
+                output_len=output_len,
+                power_cap_w=cap,
+                catalog=cat,
+            )
+
+        data["capped_throughput_loss"] = capped_loss(run(), ratio, o.capped_ratio, run)
+    if fmt is Format.json:
+        _emit(to_json(data))
+        return
+    render_record(data, "table", title="power oversubscription")
+
+
 def _fail(message: str, code: int) -> NoReturn:
     if message:
         sys.stderr.write(message.rstrip() + "\n")

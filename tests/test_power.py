@@ -79,3 +79,30 @@ def test_training_power_sits_between_idle_and_tdp_and_sweeps_agree_with_scalars(
     many = planner.estimate_inference("llama3.1-8b", "h100-sxm", concurrency=np.array([1, 16]), input_len=1024)
     one = planner.estimate_inference("llama3.1-8b", "h100-sxm", concurrency=16, input_len=1024)
     assert many.avg_power_w[1] == pytest.approx(one.avg_power_w)
+
+
+def test_polca_oversubscription_closed_forms():
+    from planner.oversubscription import POLCA_INFERENCE_PEAK, POLCA_TRAINING_PEAK, oversubscribe
+
+    row = 40 * 10_200.0  # 40 DGX-class servers at their rated power
+    plain = oversubscribe(row, 10_200.0, POLCA_INFERENCE_PEAK)
+    assert 1 / POLCA_INFERENCE_PEAK == pytest.approx(1.266, abs=1e-3)
+    assert (plain.servers_provisioned, plain.servers) == (40, 50)  # floor(40 / 0.79)
+    # POLCA's +30% (52 servers) once the low-priority half is capped at 74.5% of rated at the peaks
+    polca = oversubscribe(row, 10_200.0, POLCA_INFERENCE_PEAK, low_priority_share=0.5, capped_ratio=0.745)
+    assert polca.servers == 52 and polca.gain == pytest.approx(0.30)
+    assert polca.worst_case_w <= row
+    assert oversubscribe(row, 10_200.0, POLCA_TRAINING_PEAK).servers == 41  # training leaves ~3%
+    with pytest.raises(planner.PlannerError, match="capped-ratio"):
+        oversubscribe(row, 10_200.0, 0.79, capped_ratio=0.9)
+
+
+def test_capped_servers_lose_little_on_inference():
+    from planner.oversubscription import capped_loss
+
+    def run(cap=None):
+        return planner.estimate_inference("llama3.1-70b", "h100-sxm", tp=8, concurrency=64, power_cap_w=cap)
+
+    loss = capped_loss(run(), 0.79, 0.745, run)
+    assert 0.0 <= loss < 0.07
+    assert capped_loss(run(), 0.79, 0.79, run) == 0.0
