@@ -1502,6 +1502,109 @@ def tco_oversubscribe_cmd(
     render_record(data, "table", title="power oversubscription")
 
 
+@plan_app.command("mix")
+def plan_mix_cmd(
+    rate: Annotated[float, typer.Option(help="Requests per second to serve (all buckets together).")],
+    model: Annotated[
+        str | None, typer.Option("--model", "-m", help="Model ID, config.json or YAML (profiles from the engine).")
+    ] = None,
+    hardware: Annotated[
+        list[str] | None,
+        typer.Option("--hardware", "-H", help="Instance types, ID or ID:TP (repeat the flag); every TP if none."),
+    ] = None,
+    ttft: Annotated[float | None, typer.Option(help="TTFT target in seconds (profiles from the engine).")] = None,
+    tpot: Annotated[float | None, typer.Option(help="TPOT target in seconds (profiles from the engine).")] = None,
+    percentile: Annotated[float | None, typer.Option(help="TTFT target on this percentile (e.g. 0.9).")] = None,
+    lengths: Annotated[
+        str | None, typer.Option(metavar="CSV", help="Request samples (columns input_len, output_len), bucketed.")
+    ] = None,
+    distribution: Annotated[
+        str | None,
+        typer.Option(
+            metavar="NAME|FILE",
+            help="Length distribution: a shipped name (azure-conversation-2023, arxiv-summarization) "
+            "or a bucket table (.yaml, or .csv with input_lo,input_hi,output_lo,output_hi,share).",
+        ),
+    ] = None,
+    profiles: Annotated[
+        str | None,
+        typer.Option(
+            metavar="CSV",
+            help="Measured profiles instead of the engine; columns "
+            "type,usd_per_hour,input_bucket,output_bucket,max_rate_per_s.",
+        ),
+    ] = None,
+    slices: Annotated[int, typer.Option(min=1, help="Slices each bucket's rate is cut into (Mélange: 4).")] = 4,
+    tp: Annotated[list[int] | None, typer.Option("--tp", help="TP options per type (repeat; default 1,2,4,8).")] = None,
+    weight_precision: Annotated[str, typer.Option(help="Weight precision of the model.")] = "bf16",
+    engine: EngineOpt = "vllm",
+    time_limit_s: Annotated[float, typer.Option(help="ILP time limit, seconds.")] = 30.0,
+    solver: Annotated[str, typer.Option(help="ILP solver: highs or cbc.")] = "highs",
+    out: OutOpt = None,
+    force: ForceOpt = False,
+    fmt: FormatOpt = Format.table,
+    catalog: CatalogOpt = None,
+) -> None:
+    """Cheapest mix of GPU types for a request-length distribution within TTFT/TPOT (Mélange,
+    arXiv 2404.14527): each type's most requests/s per length bucket, then an ILP packs the buckets.
+
+    Example: planner plan mix -m llama3.1-8b -H a10g -H l40s -H h100-sxm:1 --distribution azure-conversation-2023
+    --rate 20 --ttft 2 --tpot 0.05
+    """
+    from pathlib import Path
+
+    from planner.formatting import render_record, render_rows, to_json
+    from solvers.inference_plan import Slo
+    from solvers.mix_plan import plan_mix
+
+    cat = _catalog(catalog)
+    if (lengths is None) == (distribution is None):
+        raise PlannerError("give the length distribution: --lengths CSV (samples) or --distribution NAME|FILE")
+    if profiles is not None and (model is not None or hardware):
+        raise PlannerError("--profiles replaces the engine: give it without --model / --hardware")
+    if profiles is None and (model is None or not hardware or ttft is None or tpot is None):
+        raise PlannerError("profiles from the engine need --model, --hardware, --ttft and --tpot (or give --profiles)")
+    html = out is not None and Path(out).suffix.lower() == ".html"
+    common: dict[str, Any] = {
+        "rate": rate,
+        "lengths": lengths,
+        "distribution": distribution,
+        "slices": slices,
+        "time_limit_s": time_limit_s,
+        "solver": solver,
+        "rate_sweep": (0.25, 0.5, 1.0, 2.0, 4.0) if html else None,
+    }
+    if profiles is not None:
+        plan = plan_mix(profiles_csv=profiles, **common)
+    else:
+        assert ttft is not None and tpot is not None
+        plan = plan_mix(
+            model,
+            hardware,
+            slo=Slo(ttft, tpot, percentile),
+            tps=tp or None,
+            weight_precision=weight_precision,
+            engine=engine,
+            catalog=cat,
+            **common,
+        )
+    if out is not None:
+        _write_data_or_report(plan, out, force, "planner.report_mix", "mix_report")
+    if fmt is Format.json:
+        _emit(to_json(plan.to_dict()))
+        return
+    if fmt is Format.csv:
+        _emit(render_rows(plan.type_rows(), "csv"))
+        return
+    render_record({k: v for k, v in plan.summary().items() if v is not None}, "table", title="GPU mix")
+    render_rows([r for r in plan.type_rows() if r["instances"]], "table", title="instances per type")
+    render_rows(list(plan.single_types), "table", title="runner-ups: each type alone")
+    if plan.rejected:
+        render_rows([{"option": k, "why": v} for k, v in plan.rejected.items()], "table", title="left out")
+    for m in plan.messages:
+        typer.echo(f"note: {m}", err=True)
+
+
 def _fail(message: str, code: int) -> NoReturn:
     if message:
         sys.stderr.write(message.rstrip() + "\n")

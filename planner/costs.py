@@ -214,7 +214,9 @@ def tco(
         capex = capex_usd_per_device if capex_usd_per_device is not None else device.prices.capex_usd
         if capex is None:
             raise InvalidSpecError(f"no capex for {device.id} in the catalogue: give --capex-usd (per device)")
-        b = owned(float(capex), result.devices, power, float(device.power.tdp_w), assumptions)
+        from planner.power import device_power
+
+        b = owned(float(capex), result.devices, power, device_power(device).tdp_w, assumptions)
     else:
         price = min((c.usd_per_hour for c in device.prices.cloud), default=None)
         if price is None:

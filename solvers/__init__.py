@@ -20,6 +20,8 @@ __all__ = install_lazy_exports(
         "ExpertPlan": "solvers.experts",
         "plan_disaggregated_mix": "solvers.disaggregated_mix",
         "DisaggregatedMixPlan": "solvers.disaggregated_mix",
+        "plan_mix": "solvers.mix_plan",
+        "MixPlan": "solvers.mix_plan",
         "plan_agent": "solvers.agent_plan",
         "AgentPlan": "solvers.agent_plan",
     },

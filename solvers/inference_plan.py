@@ -271,6 +271,7 @@ def plan_inference(
 def _owned_per_device_hour(spec: Any, p: dict[str, Any], w: Workload, cat: Catalog, engine: str) -> float:
     """Owned TCO per device-hour (planner.costs defaults) of a plan at its operating point's power."""
     from planner.costs import DEFAULT_TCO, owned
+    from planner.power import device_power
 
     kw = dict(weight_precision=p["weight_precision"], catalog=cat, input_len=w.input_len, output_len=w.output_len)
     if p["mode"] == "aggregated":
@@ -301,7 +302,7 @@ def _owned_per_device_hour(spec: Any, p: dict[str, Any], w: Workload, cat: Catal
             **kw,
         )
     device = cat.device(p["hardware"])
-    b = owned(float(p["price"]), 1, float(r.avg_power_w), float(device.power.tdp_w), DEFAULT_TCO)
+    b = owned(float(p["price"]), 1, float(r.avg_power_w), device_power(device).tdp_w, DEFAULT_TCO)
     return b.total_usd_per_hour
 
 

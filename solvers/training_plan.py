@@ -237,7 +237,10 @@ def _owned_hourly(device: Any, devices: int, avg_power_w: float) -> float:
 
     if device.prices.capex_usd is None:
         raise InvalidSpecError(f"objective 'tco' needs a capex for {device.id} in the catalogue")
-    return owned(device.prices.capex_usd, devices, avg_power_w, device.power.tdp_w, DEFAULT_TCO).total_usd_per_hour
+    from planner.power import device_power
+
+    tdp = device_power(device).tdp_w
+    return owned(device.prices.capex_usd, devices, avg_power_w, tdp, DEFAULT_TCO).total_usd_per_hour
 
 
 def _usd_per_device_hour(device: Any) -> float | None:

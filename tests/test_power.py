@@ -86,7 +86,7 @@ def test_polca_oversubscription_closed_forms():
 
     row = 40 * 10_200.0  # 40 DGX-class servers at their rated power
     plain = oversubscribe(row, 10_200.0, POLCA_INFERENCE_PEAK)
-    assert 1 / POLCA_INFERENCE_PEAK == pytest.approx(1.266, abs=1e-3)
+    assert pytest.approx(1.266, abs=1e-3) == 1 / POLCA_INFERENCE_PEAK
     assert (plain.servers_provisioned, plain.servers) == (40, 50)  # floor(40 / 0.79)
     # POLCA's +30% (52 servers) once the low-priority half is capped at 74.5% of rated at the peaks
     polca = oversubscribe(row, 10_200.0, POLCA_INFERENCE_PEAK, low_priority_share=0.5, capped_ratio=0.745)

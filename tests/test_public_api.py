@@ -34,6 +34,7 @@ from solvers.inference_plan import Slo, Workload
 
 cat = load_catalog()
 spec = cat.model("llama3.1-8b")
+MIX = solvers.plan_mix(profiles={"A": {"usd_per_hour": 1.0, "throughput": [[1.0]]}}, distribution=[[1.0]], rate=1.0)
 AGENT = solvers.plan_agent("voice-agent", hardware=["h100-sxm", "a100-sxm-80gb"])
 CALLS = {
     "PlannerError": lambda f: f("x"),
@@ -68,6 +69,8 @@ CALLS = {
     "plan_experts": lambda f: f([[5.0, 1.0, 1.0, 1.0]], gpus=2),
     "ExpertPlan": lambda f: f(**dataclasses.asdict(solvers.plan_experts([[5.0, 1.0, 1.0, 1.0]], gpus=2))),
     "plan_disaggregated_mix": lambda f: f("llama3.1-8b", ["h100-sxm"], Workload(1, 512, 128), Slo(1.0, 0.1), compare=False),
+    "plan_mix": lambda f: f(profiles={"A": {"usd_per_hour": 1.0, "throughput": [[1.0]]}}, distribution=[[1.0]], rate=1.0),
+    "MixPlan": lambda f: f(**{x.name: getattr(MIX, x.name) for x in dataclasses.fields(f)}),
     "plan_agent": lambda f: f("voice-agent", hardware=["h100-sxm", "a100-sxm-80gb"]),
     "AgentPlan": lambda f: f(**{x.name: getattr(AGENT, x.name) for x in dataclasses.fields(f)}),
     "DisaggregatedMixPlan": lambda f: f("m", Workload(1, 512, 128), Slo(1.0, 0.1), (), (), 0.0, 0.0, 0, "optimal", 0.0, 0.0),
@@ -110,7 +113,7 @@ def test_every_export_is_the_object_and_callable_twice(order: str, tmp_path: Pat
         timeout=120,
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    assert result.stdout.strip() == "checked 35"
+    assert result.stdout.strip() == "checked 37"
 
 
 def test_submodule_imports_still_reach_the_modules() -> None:
