@@ -1605,6 +1605,65 @@ def plan_mix_cmd(
         typer.echo(f"note: {m}", err=True)
 
 
+@plan_app.command("fleet")
+def plan_fleet_cmd(
+    scenario: Annotated[
+        str,
+        typer.Argument(metavar="SCENARIO.yaml", help="Fleet scenario file, or a shipped example: example."),
+    ],
+    time_limit_s: Annotated[float, typer.Option(help="MILP time limit, seconds.")] = 60.0,
+    mip_gap: Annotated[float, typer.Option(help="MILP relative gap to stop at.")] = 1e-4,
+    solver: Annotated[str, typer.Option(help="MILP solver: highs or cbc.")] = "highs",
+    fmt: FormatOpt = Format.table,
+    out: Annotated[
+        str | None,
+        typer.Option(
+            "--out",
+            "-o",
+            metavar="FILE",
+            help="Write FILE: .html report (cost, fleet, power per year), .json, .csv/.xlsx (year x type).",
+        ),
+    ] = None,
+    force: ForceOpt = False,
+    catalog: CatalogOpt = None,
+) -> None:
+    """The cheapest multi-year fleet (NPV of TCO): what to buy each year and where, which devices
+    to retire, and which carry each serving or training workload, within each site's power and space.
+
+    Example: planner plan fleet example --out fleet.html
+    """
+    from planner.files import check_writable
+    from planner.formatting import render_record, render_rows, to_json
+    from solvers.fleet_plan import plan_fleet
+
+    if out is not None:
+        if not out.lower().endswith((".html", ".json", ".csv", ".xlsx")):
+            raise PlannerError(f"--out must end in .html, .json, .csv or .xlsx (got '{out}')")
+        check_writable(out, force)
+    plan = plan_fleet(scenario, time_limit_s=time_limit_s, solver=solver, mip_gap=mip_gap, catalog=_catalog(catalog))
+    if out is not None:
+        _write_data_or_report(plan, out, force, "planner.report_fleet", "fleet_report")
+    if fmt is Format.json:
+        _emit(to_json(plan.to_dict()))
+        return
+    if fmt is Format.csv:
+        _emit(render_rows(list(plan.fleet), "csv"))
+        return
+    render_record(plan.summary(), "table", title=f"fleet plan: {plan.name}")
+    shown = [r for r in plan.fleet if r["installed"] or r["bought"] or r["retired"]]
+    render_rows(shown, "table", title="fleet per year and type (devices; power in W)")
+    costs: dict[int, dict[str, Any]] = {}
+    for r in plan.costs:
+        row = costs.setdefault(r["year"], {"year": r["year"], "npv_usd": 0.0})
+        row[f"{r['component']}_usd"] = r["usd"]
+        row["npv_usd"] += r["npv_usd"]
+    render_rows(list(costs.values()), "table", title="cost per year (undiscounted; npv_usd discounted)")
+    columns = ("year", "workload", "demand", "demand_unit", "devices_in_use", "usd_per_million_tokens")
+    render_rows([{k: r[k] for k in columns} for r in plan.workloads], "table", title="cost per workload")
+    for m in plan.messages:
+        typer.echo(f"note: {m}", err=True)
+
+
 def _fail(message: str, code: int) -> NoReturn:
     if message:
         sys.stderr.write(message.rstrip() + "\n")

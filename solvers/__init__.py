@@ -22,6 +22,8 @@ __all__ = install_lazy_exports(
         "DisaggregatedMixPlan": "solvers.disaggregated_mix",
         "plan_mix": "solvers.mix_plan",
         "MixPlan": "solvers.mix_plan",
+        "plan_fleet": "solvers.fleet_plan",
+        "FleetPlan": "solvers.fleet_plan",
         "plan_agent": "solvers.agent_plan",
         "AgentPlan": "solvers.agent_plan",
     },

@@ -35,6 +35,7 @@ from solvers.inference_plan import Slo, Workload
 cat = load_catalog()
 spec = cat.model("llama3.1-8b")
 MIX = solvers.plan_mix(profiles={"A": {"usd_per_hour": 1.0, "throughput": [[1.0]]}}, distribution=[[1.0]], rate=1.0)
+FLEET = solvers.plan_fleet("example", time_limit_s=10)
 AGENT = solvers.plan_agent("voice-agent", hardware=["h100-sxm", "a100-sxm-80gb"])
 CALLS = {
     "PlannerError": lambda f: f("x"),
@@ -71,6 +72,8 @@ CALLS = {
     "plan_disaggregated_mix": lambda f: f("llama3.1-8b", ["h100-sxm"], Workload(1, 512, 128), Slo(1.0, 0.1), compare=False),
     "plan_mix": lambda f: f(profiles={"A": {"usd_per_hour": 1.0, "throughput": [[1.0]]}}, distribution=[[1.0]], rate=1.0),
     "MixPlan": lambda f: f(**{x.name: getattr(MIX, x.name) for x in dataclasses.fields(f)}),
+    "plan_fleet": lambda f: f("example", time_limit_s=10),
+    "FleetPlan": lambda f: f(**{x.name: getattr(FLEET, x.name) for x in dataclasses.fields(f)}),
     "plan_agent": lambda f: f("voice-agent", hardware=["h100-sxm", "a100-sxm-80gb"]),
     "AgentPlan": lambda f: f(**{x.name: getattr(AGENT, x.name) for x in dataclasses.fields(f)}),
     "DisaggregatedMixPlan": lambda f: f("m", Workload(1, 512, 128), Slo(1.0, 0.1), (), (), 0.0, 0.0, 0, "optimal", 0.0, 0.0),
@@ -113,7 +116,7 @@ def test_every_export_is_the_object_and_callable_twice(order: str, tmp_path: Pat
         timeout=120,
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    assert result.stdout.strip() == "checked 37"
+    assert result.stdout.strip() == "checked 39"
 
 
 def test_submodule_imports_still_reach_the_modules() -> None:
