@@ -53,7 +53,8 @@ def in_chunks(fn: Any, knobs: dict[str, Any], **fixed: Any) -> Any:
     """Evaluate `fn` over broadcast `knobs` in CHUNK-sized slices and merge the results: array
     fields are concatenated (reshaped to the broadcast shape); per-slice summaries are combined
     conservatively (a flag holds only if it holds in every slice, a capacity is the smallest, a
-    reason is the first that is not "fits"). The per-op breakdown is left out of chunked sweeps."""
+    reason is the first that is not "fits"). The per-op breakdown is left out of chunked sweeps;
+    what a result derives from it (its class's DERIVED names) is computed per slice and kept."""
     import dataclasses
 
     present = {k: v for k, v in knobs.items() if v is not None}
@@ -83,7 +84,13 @@ def in_chunks(fn: Any, knobs: dict[str, Any], **fixed: Any) -> Any:
             merged[f.name] = next((v for v in values if v != "fits"), first)
         else:
             merged[f.name] = first
-    return type(parts[0])(**merged)
+    out = type(parts[0])(**merged)
+    # figures a result derives lazily from its op times (which chunked sweeps leave out): each
+    # slice's, concatenated, stored where functools.cached_property looks first
+    for name in getattr(out, "DERIVED", ()):
+        values = [np.broadcast_to(getattr(p, name), (min(CHUNK, total - i * CHUNK),)) for i, p in enumerate(parts)]
+        out.__dict__[name] = np.concatenate(values).reshape(shape)
+    return out
 
 
 def whole(option: str, value: Any, low: float = 1.0) -> Any:

@@ -43,7 +43,7 @@ from planner.memory import (
     weight_bytes_per_device,
 )
 from planner.ops import Precisions, Sharding, check_sharding
-from planner.power import DevicePower, device_power, pass_power_w
+from planner.power import DevicePower, device_power, pass_power_w, system_power_w
 from planner.queueing import md1_wait_percentile_s
 from planner.replica import (
     Column,
@@ -138,6 +138,8 @@ class InferenceResult(WithOps):
                 out[phase] = float(sum(mean(t.total_s) for t in moe))
         return out
 
+    DERIVED = ("avg_power_w", "energy_j_per_token", "system_power_w")  # kept by chunked sweeps (arrays.in_chunks)
+
     @functools.cached_property
     def avg_power_w(self) -> Any:
         """Mean board power per device over the run (planner.power): the passes' power weighted
@@ -166,8 +168,14 @@ class InferenceResult(WithOps):
             return None
         return _plain(np.asarray(self.avg_power_w) * self.devices / np.asarray(self.throughput_tokens_per_s))
 
+    @functools.cached_property
+    def system_power_w(self) -> Any:
+        """All devices with their hosts (CPUs, memory, NICs, fans): the typical host overhead of
+        planner.costs.DEFAULT_TCO (a DGX H100's ~600 W over its GPUs)."""
+        return system_power_w(self.avg_power_w, self.devices)
+
     def to_dict(self, ops: bool = True) -> dict[str, Any]:
-        power = {"avg_power_w": self.avg_power_w, "energy_j_per_token": self.energy_j_per_token}
+        power = {name: getattr(self, name) for name in self.DERIVED}
         return {**super().to_dict(ops), **power, **{f"moe_{phase}_s": v for phase, v in self.moe_s.items()}}
 
 

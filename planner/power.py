@@ -115,3 +115,14 @@ def clock_scale(pw: DevicePower, cap_w: float | None) -> float:
         raise InvalidSpecError(f"--power-cap-w ({cap_w:g} W) is at or below the board's idle power ({pw.idle_w:g} W)")
     budget = (cap_w - pw.idle_w) / (pw.dynamic_w * COMPUTE_SHARE)
     return float(np.clip(budget ** (1.0 / DVFS_EXPONENT), MIN_CLOCK_SCALE, 1.0))
+
+
+def system_power_w(avg_power_w: Any, devices: int) -> Any:
+    """Accelerators at their average draw plus their hosts, by the typical host overhead of
+    planner.costs.DEFAULT_TCO; None when the board power is unknown."""
+    if avg_power_w is None:
+        return None
+    from planner.costs import DEFAULT_TCO
+
+    total = np.asarray(avg_power_w, dtype=np.float64) * devices * (1.0 + DEFAULT_TCO.host_overhead_fraction)
+    return float(total) if total.ndim == 0 else total

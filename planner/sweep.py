@@ -136,7 +136,7 @@ def _result_fields(kind: str) -> list[str]:
 
     cls = InferenceResult if kind == "inference" else TrainingResult
     # the data fields (not the op times or the power model), then the figures derived from them
-    return [f.name for f in fields(cls) if f.compare] + ["avg_power_w", "energy_j_per_token"]
+    return [f.name for f in fields(cls) if f.compare] + list(cls.DERIVED)
 
 
 def plan_grid(kind: str, knobs: Mapping[str, Any]) -> Grid:

@@ -38,7 +38,7 @@ from planner.evaluate import ATTENTION_BACKWARD_FLOPS, OpTime, backward_s, pass_
 from planner.expert_loads import Routing
 from planner.memory import RESERVE_FRACTION, weight_bytes_per_device
 from planner.ops import Precisions, Sharding, check_sharding, phase_ops
-from planner.power import LINK_SHARE, MEMORY_SHARE, DevicePower, device_power, pass_power_w
+from planner.power import LINK_SHARE, MEMORY_SHARE, DevicePower, device_power, pass_power_w, system_power_w
 from workloads.derived import attention_flops_per_token, bytes_per_element, parameter_counts
 from workloads.schema import ModelSpec
 
@@ -109,6 +109,8 @@ class TrainingResult(WithOps):
     # forward op times of one micro-batch on the first stage; rows are built only when asked for
     op_times: tuple[tuple[str, Any], ...] = field(default=(), repr=False, compare=False)
 
+    # kept by chunked sweeps (planner.arrays.in_chunks)
+    DERIVED = ("avg_power_w", "energy_j_per_token", "energy_j_per_step", "system_power_w")
 
     @functools.cached_property
     def avg_power_w(self) -> Any:
@@ -136,8 +138,21 @@ class TrainingResult(WithOps):
             return None
         return scalar_or_array(np.asarray(self.avg_power_w) * self.devices / np.asarray(self.tokens_per_s))
 
+    @functools.cached_property
+    def energy_j_per_step(self) -> Any:
+        """Board energy of one step over all devices."""
+        if self.avg_power_w is None:
+            return None
+        return scalar_or_array(np.asarray(self.avg_power_w) * self.devices * np.asarray(self.step_time_s))
+
+    @functools.cached_property
+    def system_power_w(self) -> Any:
+        """All devices with their hosts (CPUs, memory, NICs, fans): the typical host overhead of
+        planner.costs.DEFAULT_TCO (a DGX H100's ~600 W over its GPUs)."""
+        return system_power_w(self.avg_power_w, self.devices)
+
     def to_dict(self, ops: bool = True) -> dict[str, Any]:
-        return {**super().to_dict(ops), "avg_power_w": self.avg_power_w, "energy_j_per_token": self.energy_j_per_token}
+        return {**super().to_dict(ops), **{name: getattr(self, name) for name in self.DERIVED}}
 
 
 def _sum(
