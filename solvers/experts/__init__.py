@@ -374,7 +374,9 @@ def _place(
     out_phy, out_share, statuses, gaps = [], [], [], []
     deadline = time.perf_counter() + 0.85 * limit  # each HiGHS call overruns its limit a little
     for layer in range(layers):
-        left = max(deadline - time.perf_counter(), 1e-3) / (layers - layer)
+        # the layer's share of what is left; none left: the incumbents only (no LP, no MIP)
+        left = (deadline - time.perf_counter()) / (layers - layer)
+        left = left if left > 0.02 else 0.0
         r = min_max_layer(table[layer], gpus, per_gpu, [phy[layer], flat[layer]], left, solver, gap)
         out_phy.append(r.phy2log)
         out_share.append(r.shares)

@@ -105,7 +105,7 @@ def min_max_layer(
     """The least peak GPU load for one layer. Incumbents before any search: each `fallback`
     placement (EPLB's hierarchical and global phy2log) with an even split and with the best split
     over its replicas (an LP), and the wrap-around; the MIP runs only when none of them reaches
-    the mean."""
+    the mean. With no time left (time_limit_s <= 0) only the even splits are compared."""
     mean = float(load.sum()) / gpus
     budget = gpus * per_gpu - len(load)
     # no GPU carries less than the mean, nor less than the hottest expert split over every replica it can get
@@ -113,7 +113,9 @@ def min_max_layer(
     tried = []
     for phy in fallback if isinstance(fallback, list) else [fallback]:
         counts = np.bincount(phy, minlength=len(load))
-        tried += [(phy, 1.0 / counts[phy]), best_shares(load, phy, gpus)]
+        tried.append((phy, 1.0 / counts[phy]))
+        if time_limit_s > 0:
+            tried.append(best_shares(load, phy, gpus))
     wrapped = wrap_around(load, gpus, per_gpu)
     if wrapped is not None:
         tried.append(wrapped)
@@ -122,6 +124,8 @@ def min_max_layer(
     phy, share, peak = tried[k][0], tried[k][1], peaks[k]
     if peak <= floor * (1 + gap):
         return LayerPlacement(phy, share, peak, "optimal", max(0.0, (peak - floor) / peak))
+    if time_limit_s <= 0:
+        return LayerPlacement(phy, share, peak, "time_limit", max(0.0, (peak - floor) / peak))
     res = _solve_min_max(load / mean, gpus, per_gpu, budget, time_limit_s, solver, gap)
     if res.x is not None:
         n = len(load) * gpus
