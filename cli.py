@@ -1539,7 +1539,7 @@ def plan_mix_cmd(
     weight_precision: Annotated[str, typer.Option(help="Weight precision of the model.")] = "bf16",
     engine: EngineOpt = "vllm",
     time_limit_s: Annotated[float, typer.Option(help="ILP time limit, seconds.")] = 30.0,
-    solver: Annotated[str, typer.Option(help="ILP solver: highs or cbc.")] = "highs",
+    solver: Annotated[str, typer.Option(help="ILP solver: cbc (as Mélange's) or highs.")] = "cbc",
     out: OutOpt = None,
     force: ForceOpt = False,
     fmt: FormatOpt = Format.table,
@@ -1586,6 +1586,7 @@ def plan_mix_cmd(
             weight_precision=weight_precision,
             engine=engine,
             catalog=cat,
+            slo_sweep=(0.5, 0.75, 1.0, 1.5, 2.0) if html else None,
             **common,
         )
     if out is not None:

@@ -19,6 +19,8 @@ def mix_report(plan: Any, path: str | Path | None = None, *, force: bool = False
     figures = [("Instances and $/hour per type", _per_type(plan)), ("The mix against each type alone", _singles(plan))]
     if plan.cost_vs_rate:
         figures.append(("Cost against the request rate", _cost_vs_rate(plan)))
+    if plan.cost_vs_slo:
+        figures.append(("Cost against the SLO (both targets scaled)", _cost_vs_slo(plan)))
     summary = {k: v for k, v in plan.summary().items() if v is not None}
     notes = "".join(f"<p>{html.escape(m)}</p>" for m in plan.messages)
     rejected = "".join(f"<li>{html.escape(k)}: {html.escape(v)}</li>" for k, v in plan.rejected.items())
@@ -74,4 +76,26 @@ def _cost_vs_rate(plan: Any) -> Any:
     )
     fig.add_vline(x=plan.rate_per_s, line_dash="dot", annotation_text="planned rate")
     fig.update_layout(xaxis_title="requests per second", yaxis_title="$ per hour", height=380, margin={"t": 20})
+    return fig
+
+
+def _cost_vs_slo(plan: Any) -> Any:
+    import plotly.graph_objects as go
+
+    rows = [r for r in plan.cost_vs_slo if r["usd_per_hour"] is not None]
+    fig = go.Figure()
+    fig.add_scatter(
+        x=[r["tpot_s"] for r in rows], y=[r["usd_per_hour"] for r in rows], name="mix", mode="lines+markers"
+    )
+    fig.add_scatter(
+        x=[r["tpot_s"] for r in rows],
+        y=[r["best_single_usd_per_hour"] for r in rows],
+        name="best single type",
+        mode="lines+markers",
+    )
+    if plan.tpot_s:
+        fig.add_vline(x=plan.tpot_s, line_dash="dot", annotation_text="target")
+    fig.update_layout(
+        xaxis_title="TPOT target (s); TTFT target scaled alike", yaxis_title="$ per hour", height=380, margin={"t": 20}
+    )
     return fig
