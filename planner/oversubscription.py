@@ -55,15 +55,15 @@ def oversubscribe(
     capped_ratio: float | None = None,
 ) -> Oversubscription:
     """Servers a row budget holds (module docstring)."""
-    for name, value, low, high in (
-        ("budget_w", budget_w, 0.0, math.inf),
-        ("server_rated_w", server_rated_w, 0.0, math.inf),
-        ("peak_ratio", peak_ratio, 0.0, 1.0),
-        ("low_priority_share", low_priority_share, 0.0, 1.0),
+    for name, value, high in (
+        ("the power budget (--row-kw)", budget_w, math.inf),
+        ("the server's rated power (--server-kw)", server_rated_w, math.inf),
+        ("--peak-ratio", peak_ratio, 1.0),
+        ("--low-priority-share", low_priority_share, 1.0),
     ):
-        ok = isinstance(value, (int, float)) and math.isfinite(value) and low <= value <= high
-        if not ok or (name != "low_priority_share" and value <= 0):
-            raise InvalidSpecError(f"--{name.replace('_', '-')} must be in ({low:g}, {high:g}] (got {value!r})")
+        ok = isinstance(value, (int, float)) and math.isfinite(value) and 0.0 <= value <= high
+        if not ok or (name != "--low-priority-share" and value <= 0):
+            raise InvalidSpecError(f"{name} must be a finite number in (0, {high:g}] (got {value!r})")
     capped = peak_ratio if capped_ratio is None else capped_ratio
     if not (0 < capped <= peak_ratio):
         raise InvalidSpecError(f"--capped-ratio must be in (0, peak ratio {peak_ratio:g}] (got {capped})")
