@@ -97,23 +97,35 @@ def _describe_loc(data: Any, loc: tuple[int | str, ...]) -> str:
     return out
 
 
-def format_validation_error(path: Path | str, data: Any, err: ValidationError, cls: type[BaseModel]) -> str:
-    """One line for the first error (and a count of the others)."""
+def format_validation_error(
+    path: Path | str,
+    data: Any,
+    err: ValidationError,
+    cls: type[BaseModel],
+    union_tags: tuple[str, ...] = (),
+    union_label: str = "kind",
+) -> str:
+    """One line for the first error (and a count of the others). union_tags: the kinds of a
+    discriminated union (workflow stages, fleet workloads), whose tag pydantic puts in the location
+    after a list index: dropped there, and an unknown one named with the allowed kinds."""
     # a typo'd field name also makes the real one "missing": report the typo first
     errors = sorted(err.errors(), key=lambda x: x["type"] != "extra_forbidden")
     e = errors[0]
-    loc = tuple(e["loc"])
+    raw = e["loc"]
+    loc = tuple(p for i, p in enumerate(raw) if not (i > 0 and isinstance(raw[i - 1], int) and p in union_tags))
     msg = e["msg"].removeprefix("Value error, ")
     if e["type"] == "extra_forbidden":
-        parent = _model_at(cls, loc[:-1])
+        parent = None if union_tags else _model_at(cls, loc[:-1])
         allowed = ", ".join(_field_names(parent)) if parent else "see the schema"
-        msg = f"unknown field (allowed: {allowed})"
+        msg = f"unknown field (allowed: {allowed})" if parent else "unknown field"
     elif e["type"] == "missing":
         msg = "required field is missing"
+    elif e["type"] == "union_tag_invalid":
+        msg = f"unknown {union_label} (allowed: {', '.join(union_tags)})"
     elif "input" in e and e["type"] not in ("model_type", "dict_type") and repr(e["input"]) not in msg:
         msg += f" (got {e['input']!r})"
     more = f" [+{len(errors) - 1} more error(s)]" if len(errors) > 1 else ""
-    return f"{path}: {_describe_loc(data, loc)}: {msg}{more}"
+    return f"{path}: {_describe_loc(data, loc) or cls.__name__}: {msg}{more}"
 
 
 def validate(path: Path | str, data: Any, cls: type[M]) -> M:

@@ -19,7 +19,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BeforeValidator, Field, ValidationError, model_validator
 
 from hardware_db.errors import InvalidSpecError
-from hardware_db.loader import read_yaml
+from hardware_db.loader import format_validation_error, read_yaml
 from hardware_db.schema import Id, Spec
 from hardware_db.units import parse_quantity
 
@@ -174,36 +174,9 @@ def parse_workflow(data: Mapping[str, Any], path: str | Path = "<workflow>") -> 
     try:
         wf = Workflow.model_validate(data)
     except ValidationError as err:
-        raise InvalidSpecError(_one_line(path, data, err)) from None
+        raise InvalidSpecError(format_validation_error(path, data, err, Workflow, STAGE_KINDS, "stage kind")) from None
     _check_graph(wf, path)
     return wf
-
-
-def _one_line(path: str | Path, data: Any, err: ValidationError) -> str:
-    """The first error as `file: stages[2] (llm).input_len: message`; the stage-kind tag that
-    pydantic puts in a discriminated union's location is dropped."""
-    errors = sorted(err.errors(), key=lambda x: x["type"] != "extra_forbidden")
-    e = errors[0]
-    loc = [p for i, p in enumerate(e["loc"]) if not (i > 0 and isinstance(e["loc"][i - 1], int) and p in STAGE_KINDS)]
-    where, node = "", data
-    for part in loc:
-        if isinstance(part, int):
-            node = node[part] if isinstance(node, list) and part < len(node) else None
-            where += f"[{part}]" + (f" ({node['id']})" if isinstance(node, dict) and "id" in node else "")
-        else:
-            where += ("." if where else "") + str(part)
-            node = node.get(part) if isinstance(node, dict) else None
-    msg = e["msg"].removeprefix("Value error, ")
-    if e["type"] == "extra_forbidden":
-        msg = "unknown field"
-    elif e["type"] == "missing":
-        msg = "required field is missing"
-    elif e["type"] == "union_tag_invalid":
-        msg = f"unknown stage kind (allowed: {', '.join(STAGE_KINDS)})"
-    elif "input" in e and repr(e["input"]) not in msg and e["type"] not in ("model_type", "dict_type"):
-        msg += f" (got {e['input']!r})"
-    more = f" [+{len(errors) - 1} more error(s)]" if len(errors) > 1 else ""
-    return f"{path}: {where or 'workflow'}: {msg}{more}"
 
 
 def _check_graph(wf: Workflow, path: str | Path) -> None:

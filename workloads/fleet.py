@@ -19,7 +19,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BeforeValidator, Field, ValidationError
 
 from hardware_db.errors import InvalidSpecError
-from hardware_db.loader import _describe_loc, read_yaml
+from hardware_db.loader import format_validation_error, read_yaml
 from hardware_db.schema import Id, Spec
 
 # Shipped examples. Not under workloads/data: the catalogue reads every YAML file there.
@@ -191,30 +191,11 @@ def parse_fleet(data: Any, path: str | Path = "<scenario>") -> FleetScenario:
     try:
         sc = FleetScenario.model_validate(data)
     except ValidationError as err:
-        raise InvalidSpecError(_one_line(path, data, err)) from None
+        raise InvalidSpecError(
+            format_validation_error(path, data, err, FleetScenario, WORKLOAD_KINDS, "workload kind")
+        ) from None
     check_scenario(sc, path)
     return sc
-
-
-def _one_line(path: str | Path, data: Any, err: ValidationError) -> str:
-    """The first error as `file: workloads[2] (finetune).seq_len: message`, without the kind tag
-    pydantic puts in a discriminated union's location; a typo'd field is reported first."""
-    errors = sorted(err.errors(), key=lambda x: x["type"] != "extra_forbidden")
-    e = errors[0]
-    loc = [
-        p for i, p in enumerate(e["loc"]) if not (i > 0 and isinstance(e["loc"][i - 1], int) and p in WORKLOAD_KINDS)
-    ]
-    msg = e["msg"].removeprefix("Value error, ")
-    if e["type"] == "extra_forbidden":
-        msg = "unknown field"
-    elif e["type"] == "missing":
-        msg = "required field is missing"
-    elif e["type"] == "union_tag_invalid":
-        msg = f"unknown workload kind (allowed: {', '.join(WORKLOAD_KINDS)})"
-    elif "input" in e and repr(e["input"]) not in msg and e["type"] not in ("model_type", "dict_type"):
-        msg += f" (got {e['input']!r})"
-    more = f" [+{len(errors) - 1} more error(s)]" if len(errors) > 1 else ""
-    return f"{path}: {_describe_loc(data, tuple(loc)) or 'scenario'}: {msg}{more}"
 
 
 def check_scenario(sc: FleetScenario, path: str | Path) -> None:
