@@ -81,12 +81,16 @@ def device_power(device: Any, clock: float = 1.0, cap_w: float | None = None) ->
 
 def op_power_w(pw: DevicePower, t: Any) -> Any:
     """Board power while one op (an evaluate.OpTime) runs; arrays where its times are arrays."""
-    time = np.maximum(np.asarray(t.time_s, dtype=np.float64), 1e-30)
-    if t.op.op_class == "comm":
+    return _power(pw, t.op.op_class, t.compute_s, t.memory_s, t.time_s)
+
+
+def _power(pw: DevicePower, op_class: str, compute_s: Any, memory_s: Any, time_s: Any) -> Any:
+    time = np.maximum(np.asarray(time_s, dtype=np.float64), 1e-30)
+    if op_class == "comm":
         load: Any = LINK_SHARE
     else:
-        u_c = np.minimum(np.asarray(t.compute_s, dtype=np.float64) / time, 1.0)
-        u_m = np.minimum(np.asarray(t.memory_s, dtype=np.float64) / time, 1.0)
+        u_c = np.minimum(np.asarray(compute_s, dtype=np.float64) / time, 1.0)
+        u_m = np.minimum(np.asarray(memory_s, dtype=np.float64) / time, 1.0)
         compute = COMPUTE_SHARE * pw.clock_scale**DVFS_EXPONENT  # a slower clock draws less
         load = np.minimum(compute * u_c + MEMORY_SHARE * u_m, 1.0)
     power = pw.idle_w + pw.dynamic_w * load
@@ -95,12 +99,18 @@ def op_power_w(pw: DevicePower, t: Any) -> Any:
 
 
 def pass_power_w(pw: DevicePower, times: Any) -> Any:
-    """Mean board power over a pass: its ops' energy over its ops' time."""
+    """Mean board power over a pass: its ops' energy over its ops' time. `times`: OpTimes, or a
+    serving pass's lazy column (replica.Column), read without building its per-op rows."""
+    rows = (
+        times.power_inputs()
+        if hasattr(times, "power_inputs")
+        else ((t.op.op_class, t.compute_s, t.memory_s, t.time_s, t.total_s) for t in times)
+    )
     energy: Any = 0.0
     total: Any = 0.0
-    for t in times:
-        energy = energy + op_power_w(pw, t) * t.total_s
-        total = total + t.total_s
+    for op_class, compute_s, memory_s, time_s, total_s in rows:
+        energy = energy + _power(pw, op_class, compute_s, memory_s, time_s) * total_s
+        total = total + total_s
     return energy / np.maximum(total, 1e-30)
 
 

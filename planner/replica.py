@@ -56,6 +56,15 @@ class Column(Sequence[OpTime]):
     def __len__(self) -> int:
         return len(self._times)
 
+    def power_inputs(self) -> list[tuple[str, Any, Any, Any, Any]]:
+        """(op class, compute, memory, time, total time) of each op in this shape: what
+        planner.power needs, without building the per-op rows."""
+        i = self._index
+        return [
+            (t.op.op_class, _take(t.compute_s, i), _take(t.memory_s, i), _take(t.time_s, i), _take(t.total_s, i))
+            for t in self._times
+        ]
+
     @property
     def bound(self) -> str:
         i = self._index
