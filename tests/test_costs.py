@@ -53,7 +53,7 @@ def test_tco_of_an_estimate_and_refusals():
         0.6 * tco(r, ownership="on-demand").breakdown.total_usd_per_hour
     )
     with pytest.raises(planner.PlannerError, match="capex"):
-        tco(planner.estimate_inference("llama3.1-8b", "a100-sxm-80gb"))
+        tco(planner.estimate_inference("llama3.1-8b", "l40s"))
     with pytest.raises(planner.PlannerError, match="pue"):
         DEFAULT_TCO.with_(pue=0.5)
 
