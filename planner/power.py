@@ -81,21 +81,18 @@ def device_power(device: Any, clock: float = 1.0, cap_w: float | None = None) ->
 
 def op_power_w(pw: DevicePower, t: Any) -> Any:
     """Board power while one op (an evaluate.OpTime) runs; arrays where its times are arrays."""
-    return _power(pw, t.op.op_class, t.compute_s, t.memory_s, t.time_s)
+    time = np.maximum(np.asarray(t.time_s, dtype=np.float64), 1e-30)
+    return pw.idle_w + pw.dynamic_w * _loaded_s(pw, t.op.op_class, t.compute_s, t.memory_s, time) / time
 
 
-def _power(pw: DevicePower, op_class: str, compute_s: Any, memory_s: Any, time_s: Any) -> Any:
-    time = np.maximum(np.asarray(time_s, dtype=np.float64), 1e-30)
+def _loaded_s(pw: DevicePower, op_class: str, compute_s: Any, memory_s: Any, time_s: Any) -> Any:
+    """Seconds of full dynamic power an op's run is worth: its time x its load (module docstring),
+    with compute_s, memory_s <= time_s so no share exceeds 1, and the load held under a cap."""
+    ceiling = 1.0 if pw.cap_w is None else min(1.0, (pw.cap_w - pw.idle_w) / pw.dynamic_w)
     if op_class == "comm":
-        load: Any = LINK_SHARE
-    else:
-        u_c = np.minimum(np.asarray(compute_s, dtype=np.float64) / time, 1.0)
-        u_m = np.minimum(np.asarray(memory_s, dtype=np.float64) / time, 1.0)
-        compute = COMPUTE_SHARE * pw.clock_scale**DVFS_EXPONENT  # a slower clock draws less
-        load = np.minimum(compute * u_c + MEMORY_SHARE * u_m, 1.0)
-    power = pw.idle_w + pw.dynamic_w * load
-    # an op that still exceeds the cap at the capped clock is held to it by the board's controller
-    return power if pw.cap_w is None else np.minimum(power, pw.cap_w)
+        return min(LINK_SHARE, ceiling) * time_s
+    compute = COMPUTE_SHARE * pw.clock_scale**DVFS_EXPONENT  # a slower clock draws less
+    return np.minimum(compute * compute_s + MEMORY_SHARE * memory_s, ceiling * time_s)
 
 
 def pass_power_w(pw: DevicePower, times: Any) -> Any:
@@ -104,14 +101,14 @@ def pass_power_w(pw: DevicePower, times: Any) -> Any:
     rows = (
         times.power_inputs()
         if hasattr(times, "power_inputs")
-        else ((t.op.op_class, t.compute_s, t.memory_s, t.time_s, t.total_s) for t in times)
+        else ((t.op.op_class, t.compute_s, t.memory_s, t.time_s, t.op.count) for t in times)
     )
-    energy: Any = 0.0
+    loaded: Any = 0.0
     total: Any = 0.0
-    for op_class, compute_s, memory_s, time_s, total_s in rows:
-        energy = energy + _power(pw, op_class, compute_s, memory_s, time_s) * total_s
-        total = total + total_s
-    return energy / np.maximum(total, 1e-30)
+    for op_class, compute_s, memory_s, time_s, count in rows:
+        loaded = loaded + _loaded_s(pw, op_class, compute_s, memory_s, time_s) * count
+        total = total + time_s * count
+    return pw.idle_w + pw.dynamic_w * loaded / np.maximum(total, 1e-30)
 
 
 def clock_scale(pw: DevicePower, cap_w: float | None) -> float:

@@ -57,11 +57,11 @@ class Column(Sequence[OpTime]):
         return len(self._times)
 
     def power_inputs(self) -> list[tuple[str, Any, Any, Any, Any]]:
-        """(op class, compute, memory, time, total time) of each op in this shape: what
+        """(op class, compute, memory, time, instances) of each op in this shape: what
         planner.power needs, without building the per-op rows."""
         i = self._index
         return [
-            (t.op.op_class, _take(t.compute_s, i), _take(t.memory_s, i), _take(t.time_s, i), _take(t.total_s, i))
+            (t.op.op_class, _take(t.compute_s, i), _take(t.memory_s, i), _take(t.time_s, i), _take(t.op.count, i))
             for t in self._times
         ]
 
