@@ -208,6 +208,100 @@ def activation_bytes_per_layer(
     return attn + mlp
 
 
+def _micro_batch(stage_times: list[list[OpTime]], rc: Any, tp: int, tp_overlap: bool) -> list[Array]:
+    """One micro-batch's forward + backward on the stage that paces the pipe (the slower of the
+    first and the last): its total, compute, recompute, exposed TP / EP / CP communication, and
+    the MoE layers' share on the busiest EP rank."""
+    compute_classes = tuple(_BACKWARD_FLOPS)
+    full, selective = rc == 2, rc == 1
+    parts: Any = None
+    for times in stage_times:
+        fwd = _sum(times, compute_classes)
+        bwd = _sum(times, compute_classes, scale=_BACKWARD_FLOPS)
+        rec = np.where(full, fwd, np.where(selective, _sum(times, ("attention",)), 0.0))
+        # forward and backward TP collectives; the recomputed forward repeats its own
+        tp_c = 2 * _sum(times, tier="tp") * np.where(full, 1.5, 1.0)
+        if tp_overlap and tp > 1:
+            gemm = _sum(times, ("gemm",)) + _sum(times, ("gemm",), scale=_BACKWARD_FLOPS)
+            tp_c = np.maximum(tp_c, gemm) + np.minimum(tp_c, gemm) / tp - gemm  # what outlasts the GEMMs
+        ep_c = 2 * _sum(times, tier="ep")
+        cp_raw = 2 * _sum(times, tier="cp")
+        attn = (_sum(times, ("attention",)) + _sum(times, ("attention",), scale=_BACKWARD_FLOPS)) / 2
+        cp_exposed = np.maximum(cp_raw - 2 * attn, 0.0)
+        total = fwd + bwd + rec + tp_c + ep_c + cp_exposed
+        moe = _sum(times, ("moe",)) + _sum(times, ("moe",), scale=_BACKWARD_FLOPS) + ep_c  # on the busiest EP rank
+        here = np.broadcast_arrays(total, fwd, bwd, rec, tp_c, ep_c, cp_exposed, moe)
+        parts = (
+            here if parts is None else [np.where(here[0] > parts[0], x, y) for x, y in zip(here, parts, strict=True)]
+        )
+    assert parts is not None
+    return list(parts)
+
+
+def _memory(
+    spec: ModelSpec,
+    s: Sharding,
+    p: Precisions,
+    cluster: Cluster,
+    b: Array,
+    S: Array,
+    z: Any,
+    replicas: int,
+    weights_local: float,
+    rc: Any,
+    v: Array,
+    m: Array,
+    attention_kernel: str | None,
+) -> tuple[Any, ...]:
+    """Memory on the first stage (it holds the most in-flight micro-batches): weights, fp32 main
+    gradients and optimizer state as ZeRO shards them over the replicas, activations; the total,
+    the usable capacity, whether it fits and, where it does not, why (per scenario)."""
+    params_local = weights_local / 2.0
+    full = rc == 2
+    sharded = np.where(z >= 1, replicas, 1)
+    grad_bytes = params_local * 4.0 / np.where(z >= 2, replicas, 1)  # fp32 main gradients
+    opt_bytes = params_local * OPTIMIZER_BYTES_PER_PARAM / sharded
+    w_bytes = weights_local / np.where(z >= 3, replicas, 1)
+    # micro-batches whose activations the first stage holds: pp under 1F1B; interleaving over v
+    # chunks holds pp (1 + (pp - 1) / (pp v)) (Korthikanti et al. 2022, section 4.2.3)
+    pp = s.pp
+    in_flight = np.where(v > 1, pp * (1 + (pp - 1) / (pp * v)), float(pp)) if pp > 1 else np.ones_like(v)
+    layers_local = -(-spec.layers // pp)  # the first stage holds the most layers
+    unfused = attention_kernel == UNFUSED_ATTENTION
+    per_layer = np.where(
+        full,
+        activation_bytes_per_layer(spec, s, b, S, "full", p.act_bytes),
+        np.where(  # with FlashAttention selective = none: no scores are stored
+            rc == 0,
+            activation_bytes_per_layer(spec, s, b, S, "none", p.act_bytes, scores_stored=unfused),
+            activation_bytes_per_layer(spec, s, b, S, "none", p.act_bytes),
+        ),
+    )
+    act = per_layer * layers_local * np.minimum(in_flight, m)
+    # one layer's full activations live while it is recomputed
+    act = act + np.where(full, activation_bytes_per_layer(spec, s, b, S, "none", p.act_bytes), 0.0)
+    logits = b * S / s.cp * spec.vocab_size / s.tp * 4.0  # fp32 logits for the loss on the last stage
+    act = act + (logits if pp == 1 else 0.0)
+    total = w_bytes + grad_bytes + opt_bytes + act
+    cap = cluster.device.main_memory.capacity_bytes * (1 - RESERVE_FRACTION)
+    fits = total <= cap
+    shape = np.broadcast_shapes(*(np.shape(x) for x in (total, w_bytes, grad_bytes, opt_bytes, act, fits)))
+    short = ~np.broadcast_to(fits, shape)
+    why = np.full(shape, "fits", dtype=object)
+    if short.any():  # each scenario's own footprint, formatted once per distinct one
+        parts = [
+            np.broadcast_to(np.asarray(x) / 1e9, shape)[short] for x in (total, w_bytes, grad_bytes, opt_bytes, act)
+        ]
+        why[short] = formatted(
+            "needs {:.1f} GB per device (weights {:.1f}, gradients {:.1f}, optimizer {:.1f}, activations "
+            f"{{:.1f}}) but {cluster.device.main_memory.tier} holds {cap / 1e9:.1f} GB usable: raise tp/pp/zero "
+            "or recompute",
+            *parts,
+        )
+    reason: Any = why.item() if not shape else why
+    return w_bytes, grad_bytes, opt_bytes, act, total, cap, fits, reason
+
+
 def model_flops_per_token(spec: ModelSpec, seq_len: Any) -> Array:
     """Megatron/PaLM model FLOPs per token: 6N (active matmul weights) + 3 x non-causal attention."""
     n = parameter_counts(spec).active_matmul
@@ -340,30 +434,7 @@ def estimate_training(
     for stage in sorted({0, pp - 1}):
         ops = phase_ops(spec, s, p, b, S, "forward", stage=stage, attention_kernel=attention_kernel)
         stage_times.append(pass_times(cluster, ops, p.compute))
-    compute_classes = tuple(_BACKWARD_FLOPS)
-    full, selective = rc == 2, rc == 1
-    parts: Any = None
-    for times in stage_times:
-        fwd = _sum(times, compute_classes)
-        bwd = _sum(times, compute_classes, scale=_BACKWARD_FLOPS)
-        rec = np.where(full, fwd, np.where(selective, _sum(times, ("attention",)), 0.0))
-        # forward and backward TP collectives; the recomputed forward repeats its own
-        tp_c = 2 * _sum(times, tier="tp") * np.where(full, 1.5, 1.0)
-        if tp_overlap and tp > 1:
-            gemm = _sum(times, ("gemm",)) + _sum(times, ("gemm",), scale=_BACKWARD_FLOPS)
-            tp_c = np.maximum(tp_c, gemm) + np.minimum(tp_c, gemm) / tp - gemm  # what outlasts the GEMMs
-        ep_c = 2 * _sum(times, tier="ep")
-        cp_raw = 2 * _sum(times, tier="cp")
-        attn = (_sum(times, ("attention",)) + _sum(times, ("attention",), scale=_BACKWARD_FLOPS)) / 2
-        cp_exposed = np.maximum(cp_raw - 2 * attn, 0.0)
-        total = fwd + bwd + rec + tp_c + ep_c + cp_exposed
-        moe = _sum(times, ("moe",)) + _sum(times, ("moe",), scale=_BACKWARD_FLOPS) + ep_c  # on the busiest EP rank
-        here = np.broadcast_arrays(total, fwd, bwd, rec, tp_c, ep_c, cp_exposed, moe)
-        parts = (
-            here if parts is None else [np.where(here[0] > parts[0], x, y) for x, y in zip(here, parts, strict=True)]
-        )
-    assert parts is not None
-    t_mb, fwd, bwd, rec, tp_c, ep_c, cp_exposed, moe = parts
+    t_mb, fwd, bwd, rec, tp_c, ep_c, cp_exposed, moe = _micro_batch(stage_times, rc, tp, tp_overlap)
 
     bubble = (pp - 1) / v * t_mb
     p2p = _p2p_s(cluster, spec, s, b, S, p)
@@ -387,46 +458,9 @@ def estimate_training(
     executed_per_device = _executed_flops(stage_times, rc) * m  # first stage, one step
     hfu = executed_per_device / step / peak
 
-    # memory on the first stage (it holds the most in-flight micro-batches)
-    grad_bytes = params_local * 4.0 / np.where(z >= 2, replicas, 1)  # fp32 main gradients
-    opt_bytes = params_local * OPTIMIZER_BYTES_PER_PARAM / sharded
-    w_bytes = weights_local / np.where(z >= 3, replicas, 1)
-    # micro-batches whose activations the first stage holds: pp under 1F1B; interleaving over v
-    # chunks holds pp (1 + (pp - 1) / (pp v)) (Korthikanti et al. 2022, section 4.2.3)
-    in_flight = np.where(v > 1, pp * (1 + (pp - 1) / (pp * v)), float(pp)) if pp > 1 else np.ones_like(v)
-    layers_local = -(-spec.layers // pp)  # the first stage holds the most layers
-    unfused = attention_kernel == UNFUSED_ATTENTION
-    per_layer = np.where(
-        full,
-        activation_bytes_per_layer(spec, s, b, S, "full", p.act_bytes),
-        np.where(  # with FlashAttention selective = none: no scores are stored
-            rc == 0,
-            activation_bytes_per_layer(spec, s, b, S, "none", p.act_bytes, scores_stored=unfused),
-            activation_bytes_per_layer(spec, s, b, S, "none", p.act_bytes),
-        ),
+    w_bytes, grad_bytes, opt_bytes, act, total, cap, fits, reason = _memory(
+        spec, s, p, cluster, b, S, z, replicas, weights_local, rc, v, m, attention_kernel
     )
-    act = per_layer * layers_local * np.minimum(in_flight, m)
-    # one layer's full activations live while it is recomputed
-    act = act + np.where(full, activation_bytes_per_layer(spec, s, b, S, "none", p.act_bytes), 0.0)
-    logits = b * S / cp * spec.vocab_size / tp * 4.0  # fp32 logits for the loss on the last stage
-    act = act + (logits if pp == 1 else 0.0)
-    total = w_bytes + grad_bytes + opt_bytes + act
-    cap = cluster.device.main_memory.capacity_bytes * (1 - RESERVE_FRACTION)
-    fits = total <= cap
-    shape = np.broadcast_shapes(*(np.shape(x) for x in (total, w_bytes, grad_bytes, opt_bytes, act, fits)))
-    short = ~np.broadcast_to(fits, shape)
-    why = np.full(shape, "fits", dtype=object)
-    if short.any():  # each scenario's own footprint, formatted once per distinct one
-        parts = [
-            np.broadcast_to(np.asarray(x) / 1e9, shape)[short] for x in (total, w_bytes, grad_bytes, opt_bytes, act)
-        ]
-        why[short] = formatted(
-            "needs {:.1f} GB per device (weights {:.1f}, gradients {:.1f}, optimizer {:.1f}, activations "
-            f"{{:.1f}}) but {cluster.device.main_memory.tier} holds {cap / 1e9:.1f} GB usable: raise tp/pp/zero "
-            "or recompute",
-            *parts,
-        )
-    reason: Any = why.item() if not shape else why
 
     sc = scalar_or_array
     return TrainingResult(
