@@ -208,6 +208,45 @@ def activation_bytes_per_layer(
     return attn + mlp
 
 
+def _data_parallel(devices: int, tp: int, pp: int, cp: int, ep: int, dp: int | None) -> int:
+    """The data-parallel degree: given, or what the devices leave; EP must divide dp x tp."""
+    model_parallel = tp * pp * cp
+    dp_ = dp if dp is not None else devices // model_parallel
+    if dp_ < 1 or dp_ * model_parallel != devices:
+        raise InvalidSpecError(f"--devices ({devices}) must equal tp x pp x cp x dp ({tp} x {pp} x {cp} x {dp_})")
+    if (dp_ * tp) % ep:
+        raise InvalidSpecError(f"ep ({ep}) must divide dp x tp ({dp_ * tp})")
+    return dp_
+
+
+def _batches(micro_batch: Any, global_batch: Any, seq_len: Any, cp: int, dp: int) -> tuple[Array, Array, Array, Array]:
+    """Micro-batch, global batch, sequence length and micro-batches per step, checked."""
+    b = whole("--micro-batch", micro_batch)
+    B = whole("--global-batch", global_batch)
+    S = whole("--seq-len", seq_len)
+    if cp > 1 and np.any(S % (2 * cp)):
+        # Megatron-core splits the sequence into 2 x cp chunks (each rank one early, one late) to
+        # balance causal attention
+        raise InvalidSpecError(f"--seq-len ({seq_len}) must be a multiple of 2 x cp ({2 * cp})")
+    m = B / (b * dp)
+    if np.any(m < 1) or np.any(np.abs(m - np.round(m)) > 1e-9):
+        raise InvalidSpecError(
+            f"global batch ({global_batch}) must be a multiple of micro_batch x dp ({micro_batch} x {dp})"
+        )
+    return b, B, S, m
+
+
+def _check_unit(cluster: Cluster, p: Precisions, precision: str) -> None:
+    """Training in a precision needs its matrix units (no dequantising fallback as in serving)."""
+    unit = cluster.perf.unit_precision(p.compute)
+    if unit != p.compute:
+        assert cluster.device.compute is not None
+        raise InvalidSpecError(
+            f"{precision} training needs {p.compute} matrix units; {cluster.device.id} has "
+            f"{', '.join(cluster.device.compute.peak_dense)} (train in bf16 there)"
+        )
+
+
 def _micro_batch(stage_times: list[list[OpTime]], rc: Any, tp: int, tp_overlap: bool) -> list[Array]:
     """One micro-batch's forward + backward on the stage that paces the pipe (the slower of the
     first and the last): its total, compute, recompute, exposed TP / EP / CP communication, and
@@ -348,51 +387,23 @@ def estimate_training(
     MoE routing imbalance: `expert_imbalance`, or `expert_loads` with `expert_placement`, as in
     estimate_inference (planner.expert_loads). Power (planner.power): `avg_power_w` per device and
     `energy_j_per_token`; `power_cap_w` caps each device's board power."""
+    options = dict(locals())  # every argument, for the chunked sweep below
     cat = catalog if isinstance(catalog, Catalog) else load_catalog(catalog)
     knobs = {"micro_batch": micro_batch, "global_batch": global_batch, "seq_len": seq_len}
     if any(np.ndim(x) for x in (zero, recompute, virtual_stages)) and sweep_size(*knobs.values()) > CHUNK:
         raise InvalidSpecError("sweeps over zero/recompute/virtual_stages are limited to one chunk of scenarios")
     if sweep_size(*knobs.values()) > CHUNK:
-        return in_chunks(
-            estimate_training,
-            knobs,
-            model=model,
-            hardware=hardware,
-            devices=devices,
-            tp=tp,
-            pp=pp,
-            dp=dp,
-            ep=ep,
-            cp=cp,
-            zero=zero,
-            recompute=recompute,
-            virtual_stages=virtual_stages,
-            sequence_parallel=sequence_parallel,
-            precision=precision,
-            catalog=cat,
-            attention_kernel=attention_kernel,
-            dp_overlap=dp_overlap,
-            tp_overlap=tp_overlap,
-            expert_imbalance=expert_imbalance,
-            expert_loads=expert_loads,
-            expert_placement=expert_placement,
-            power_cap_w=power_cap_w,
-        )
+        fixed = {k: v for k, v in options.items() if k not in knobs}
+        return in_chunks(estimate_training, knobs, **{**fixed, "catalog": cat})
     spec = resolve_model(model, cat)
     devices, tp, pp, cp, ep = (
         count(f"--{k}", v) for k, v in zip(("devices", "tp", "pp", "cp", "ep"), (devices, tp, pp, cp, ep), strict=True)
     )
-    dp = None if dp is None else count("--dp", dp)
     rc = recompute_codes(recompute)
     z = np.asarray(zero)
     if not np.all(np.isin(z, (0, 1, 2, 3))):
         raise InvalidSpecError(f"zero must be 0, 1, 2 or 3 (got {zero})")
-    model_parallel = tp * pp * cp
-    dp_ = dp if dp is not None else devices // model_parallel
-    if dp_ < 1 or dp_ * model_parallel != devices:
-        raise InvalidSpecError(f"--devices ({devices}) must equal tp x pp x cp x dp ({tp} x {pp} x {cp} x {dp_})")
-    if (dp_ * tp) % ep:
-        raise InvalidSpecError(f"ep ({ep}) must divide dp x tp ({dp_ * tp})")
+    dp_ = _data_parallel(devices, tp, pp, cp, ep, None if dp is None else count("--dp", dp))
     v = whole("--virtual-stages", virtual_stages)
     if np.any(v < 1) or np.any(pp * v > spec.layers):
         raise InvalidSpecError(
@@ -409,25 +420,8 @@ def estimate_training(
     if pp == 1 and np.any(v > 1):
         raise InvalidSpecError(f"--virtual-stages ({virtual_stages}) needs pipeline parallelism (--pp > 1)")
     p = Precisions(precision, "bf16", "bf16")
-    b = whole("--micro-batch", micro_batch)
-    B = whole("--global-batch", global_batch)
-    S = whole("--seq-len", seq_len)
-    if cp > 1 and np.any(S % (2 * cp)):
-        # Megatron-core splits the sequence into 2 x cp chunks (each rank one early, one late) to
-        # balance causal attention
-        raise InvalidSpecError(f"--seq-len ({seq_len}) must be a multiple of 2 x cp ({2 * cp})")
-    m = B / (b * dp_)
-    if np.any(m < 1) or np.any(np.abs(m - np.round(m)) > 1e-9):
-        raise InvalidSpecError(
-            f"global batch ({global_batch}) must be a multiple of micro_batch x dp ({micro_batch} x {dp_})"
-        )
-    unit = cluster.perf.unit_precision(p.compute)
-    if unit != p.compute:
-        assert cluster.device.compute is not None
-        raise InvalidSpecError(
-            f"{precision} training needs {p.compute} matrix units; {cluster.device.id} has "
-            f"{', '.join(cluster.device.compute.peak_dense)} (train in bf16 there)"
-        )
+    b, B, S, m = _batches(micro_batch, global_batch, seq_len, cp, dp_)
+    _check_unit(cluster, p, precision)
 
     # forward ops of one micro-batch on the first and the last stage; the slower one paces the pipe
     stage_times = []
