@@ -278,7 +278,6 @@ def estimate_inference(
         raise InvalidSpecError("--batch is one static batch; disaggregated serving takes --concurrency")
     if batch is None and concurrency is None:
         batch = 1
-    group = tp * pp
     if disaggregated:
         return _disaggregated(
             spec,
@@ -302,12 +301,7 @@ def estimate_inference(
             routing,
             power_cap_w,
         )
-    n = devices if devices is not None else group * (dp or 1)
-    dp_ = dp if dp is not None else n // group
-    if n % group or dp_ * group != n:
-        raise InvalidSpecError(f"--devices ({n}) must equal tp x pp x dp ({tp} x {pp} x {dp_})")
-    if ep > tp * dp_ or (tp * dp_) % ep:
-        raise InvalidSpecError(f"ep ({ep}) must divide tp x dp ({tp * dp_}): experts are spread over those ranks")
+    n, dp_ = _replicas(devices, dp, tp, pp, ep)
     cluster = resolve_cluster(hardware, n, cat, power_cap_w)
     p = on_units(p, cluster)
     s = _sharding(spec, cluster, tp, pp, ep, redundant_experts, routing)
@@ -341,19 +335,8 @@ def estimate_inference(
         pcts: tuple[Any, ...] = (prefill_s,) * len(qs)  # every prompt of the batch at once
         mode = "static"
     else:
-        # one vectorised pass times every iteration shape, the lone prefill and decode step included
-        decodes, tokens = iteration_shapes(profile, active, in_len)
-        tau, times = rep.iterations(decodes, tokens, in_len[..., None], context_mid[..., None])
-        # with speculation each decode iteration advances a request by E tokens
-        per_step = rep.tokens_per_step
-        prefill_s, decode_s = tau[..., PREFILL], tau[..., DECODE] / per_step
-        prefill_times, decode_times = Column(times, PREFILL), Column(times, DECODE)
-        clients = per_replica * dp_
-        requests = num_prompts if num_prompts is not None else PROMPTS_PER_CLIENT * clients
-        steps = 1.0 + (out_len - 1.0) / per_step
-        lat = serve(profile, arrival, tau, active, in_len, steps, clients / np.maximum(requests, clients), qs)
-        lat = admitted(lat, per_replica, active)
-        ttft, tpot, rho, pcts = lat.ttft_s, lat.tpot_s / per_step, lat.utilization, lat.ttft_percentiles_s
+        served = _serving(rep, profile, arrival, active, in_len, out_len, per_replica, dp_, num_prompts, qs)
+        prefill_s, decode_s, ttft, tpot, rho, pcts, prefill_times, decode_times = served
         fits = fits & (slots >= 1)
         if np.any(slots < 1):
             full = "not one request's KV cache fits beside the weights"
@@ -407,6 +390,55 @@ def estimate_inference(
         expert_load_max_over_mean=s.expert_imbalance if spec.moe is not None else None,
         power_cap_w=power_cap_w,
         device_power=device_power(cluster.device, cluster.perf.clock_scale, power_cap_w),
+    )
+
+
+def _replicas(devices: int | None, dp: int | None, tp: int, pp: int, ep: int) -> tuple[int, int]:
+    """All devices and the replicas (dp) they make of tp x pp each; EP spreads over tp x dp ranks."""
+    group = tp * pp
+    n = devices if devices is not None else group * (dp or 1)
+    dp_ = dp if dp is not None else n // group
+    if n % group or dp_ * group != n:
+        raise InvalidSpecError(f"--devices ({n}) must equal tp x pp x dp ({tp} x {pp} x {dp_})")
+    if ep > tp * dp_ or (tp * dp_) % ep:
+        raise InvalidSpecError(f"ep ({ep}) must divide tp x dp ({tp * dp_}): experts are spread over those ranks")
+    return n, dp_
+
+
+def _serving(
+    rep: Replica,
+    profile: EngineProfile,
+    arrival: str,
+    active: Array,
+    in_len: Array,
+    out_len: Array,
+    per_replica: Array,
+    dp: int,
+    num_prompts: Any,
+    qs: tuple[float, ...],
+) -> tuple[Any, ...]:
+    """Continuous batching (planner.serving): one vectorised pass times every iteration shape, the
+    lone prefill and the decode step included, then the scheduler's latencies. Returns prefill and
+    decode step times, TTFT, TPOT, prefill utilisation, TTFT percentiles and the two passes' ops."""
+    context_mid = in_len + out_len / 2.0
+    decodes, tokens = iteration_shapes(profile, active, in_len)
+    tau, times = rep.iterations(decodes, tokens, in_len[..., None], context_mid[..., None])
+    # with speculation each decode iteration advances a request by E tokens
+    per_step = rep.tokens_per_step
+    clients = per_replica * dp
+    requests = num_prompts if num_prompts is not None else PROMPTS_PER_CLIENT * clients
+    steps = 1.0 + (out_len - 1.0) / per_step
+    lat = serve(profile, arrival, tau, active, in_len, steps, clients / np.maximum(requests, clients), qs)
+    lat = admitted(lat, per_replica, active)
+    return (
+        tau[..., PREFILL],
+        tau[..., DECODE] / per_step,
+        lat.ttft_s,
+        lat.tpot_s / per_step,
+        lat.utilization,
+        lat.ttft_percentiles_s,
+        Column(times, PREFILL),
+        Column(times, DECODE),
     )
 
 
