@@ -1159,6 +1159,9 @@ def plan_agent_cmd(
     ] = None,
     time_limit_s: Annotated[float, typer.Option(help="MILP time limit per solve, seconds.")] = 30.0,
     solver: Annotated[str, typer.Option(help="MILP solver: highs or cbc.")] = "highs",
+    ownership: Annotated[
+        str, typer.Option(help="cloud ($/h) or owned (TCO per device-hour, energy at TDP).")
+    ] = "cloud",
     fmt: FormatOpt = Format.table,
     out: Annotated[
         str | None,
@@ -1195,6 +1198,7 @@ def plan_agent_cmd(
         solver=solver,
         catalog=_catalog(catalog),
         sla_curve=out is not None and out.lower().endswith(".html"),
+        ownership=ownership,
     )
     if out is not None:
         _write_data_or_report(plan, out, force, "planner.report_agent", "agent_report")

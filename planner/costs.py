@@ -238,3 +238,14 @@ def tco(
         train_s=train_s,
         usd_per_run=None if train_s is None else b.total_usd_per_hour * train_s / 3600.0,
     )
+
+
+def owned_per_device_hour(
+    device: Any, avg_power_w: float | None = None, a: TcoAssumptions = DEFAULT_TCO
+) -> float | None:
+    """Owned TCO of one device-hour (DEFAULT_TCO unless given), drawing avg_power_w on average, or
+    its TDP when unknown (an upper bound on the energy share); None without a capex or a TDP."""
+    if device.prices.capex_usd is None or device.power is None:
+        return None
+    tdp = float(device.power.tdp_w)
+    return owned(device.prices.capex_usd, 1, tdp if avg_power_w is None else avg_power_w, tdp, a).total_usd_per_hour

@@ -167,13 +167,34 @@ def plan_agent(
     solver: str = "highs",
     catalog: Catalog | str | None = None,
     sla_curve: bool = False,
+    ownership: str = "cloud",
 ) -> AgentPlan:
     """The cheapest placement of `workflow` (a Workflow or a YAML path) on the candidate classes
     (`hardware`, else the workflow's, else DEFAULT_HARDWARE). Options override the file's rate, SLA,
     percentile, utilisation cap and prices. `sla_curve` also solves at a few SLAs (the report's chart).
+    `ownership`: "cloud" prices a class at its cheapest cloud $/h, "owned" at its owned TCO per
+    device-hour (planner.costs, energy at TDP: an upper bound); given prices win either way.
     Raises InfeasiblePlanError naming the stage or the SLA that binds."""
+    if ownership not in ("cloud", "owned"):
+        raise InvalidSpecError(f"unknown ownership '{ownership}' (allowed: cloud, owned)")
+    if ownership == "owned":
+        prices = {**_owned_prices(hardware, workflow, catalog), **(prices or {})}
     problem = build_problem(workflow, hardware, rate, sla_s, percentile, utilization, prices, catalog)
     return solve_problem(problem, time_limit_s, solver, sla_curve)
+
+
+def _owned_prices(hardware: Sequence[str] | None, workflow: Workflow | str | Path, catalog: Any) -> dict[str, float]:
+    """Owned TCO per device-hour of each candidate class that has a capex and a TDP."""
+    from planner.costs import owned_per_device_hour
+
+    wf = workflow if isinstance(workflow, Workflow) else load_workflow(workflow)
+    cat = catalog if isinstance(catalog, Catalog) else load_catalog(catalog)
+    out = {}
+    for device_id in hardware or wf.hardware or DEFAULT_HARDWARE:
+        usd = owned_per_device_hour(cat.device(device_id)) if device_id in cat.devices else None
+        if usd is not None:
+            out[device_id] = usd
+    return out
 
 
 def build_problem(

@@ -63,3 +63,17 @@ def test_tco_objective_ranks_by_owned_cost():
     costs = [p.usd_per_hour for p in plans.plans]
     assert costs == sorted(costs)
     assert all(c > 0 for c in costs)
+
+
+def test_agent_plan_can_price_classes_at_owned_tco():
+    from planner.catalog import load_catalog
+    from planner.costs import owned_per_device_hour
+    from solvers import plan_agent
+
+    cat = load_catalog()
+    plan = plan_agent("voice-agent", hardware=["h100-sxm", "a100-sxm-80gb"], ownership="owned")
+    used = [r for r in plan.classes if r["instances"]]
+    assert used
+    for r in used:
+        assert r["price_usd_per_hour"] == pytest.approx(owned_per_device_hour(cat.device(r["class"])))
+    assert owned_per_device_hour(cat.device("l40s")) is None  # no capex in the catalogue
