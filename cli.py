@@ -1351,14 +1351,8 @@ def tco_inference_cmd(
         power_cap_w=power_cap_w,
         catalog=cat,
     )
-    t = tco(
-        r,
-        ownership=ownership,
-        assumptions=a,
-        capex_usd_per_device=capex_usd,
-        reserved_discount=reserved_discount,
-        catalog=cat,
-    )
+    t = tco(r, ownership=ownership, assumptions=a, capex_usd_per_device=capex_usd,
+            reserved_discount=reserved_discount, catalog=cat)
     _emit_tco(t, fmt, out, force)
 
 
@@ -1428,15 +1422,8 @@ def tco_training_cmd(
         power_cap_w=power_cap_w,
         catalog=cat,
     )
-    t = tco(
-        r,
-        ownership=ownership,
-        assumptions=a,
-        capex_usd_per_device=capex_usd,
-        reserved_discount=reserved_discount,
-        token_budget=token_budget,
-        catalog=cat,
-    )
+    t = tco(r, ownership=ownership, assumptions=a, capex_usd_per_device=capex_usd,
+            reserved_discount=reserved_discount, token_budget=token_budget, catalog=cat)
     _emit_tco(t, fmt, out, force)
 
 

@@ -177,20 +177,20 @@ def plan_agent(
     Raises InfeasiblePlanError naming the stage or the SLA that binds."""
     if ownership not in ("cloud", "owned"):
         raise InvalidSpecError(f"unknown ownership '{ownership}' (allowed: cloud, owned)")
+    wf = workflow if isinstance(workflow, Workflow) else load_workflow(workflow)
+    cat = catalog if isinstance(catalog, Catalog) else load_catalog(catalog)
     if ownership == "owned":
-        prices = {**_owned_prices(hardware, workflow, catalog), **(prices or {})}
-    problem = build_problem(workflow, hardware, rate, sla_s, percentile, utilization, prices, catalog)
+        prices = {**_owned_prices(hardware or wf.hardware or DEFAULT_HARDWARE, cat), **(prices or {})}
+    problem = build_problem(wf, hardware, rate, sla_s, percentile, utilization, prices, cat)
     return solve_problem(problem, time_limit_s, solver, sla_curve)
 
 
-def _owned_prices(hardware: Sequence[str] | None, workflow: Workflow | str | Path, catalog: Any) -> dict[str, float]:
+def _owned_prices(hardware: Sequence[str], cat: Catalog) -> dict[str, float]:
     """Owned TCO per device-hour of each candidate class that has a capex and a TDP."""
     from planner.costs import owned_per_device_hour
 
-    wf = workflow if isinstance(workflow, Workflow) else load_workflow(workflow)
-    cat = catalog if isinstance(catalog, Catalog) else load_catalog(catalog)
     out = {}
-    for device_id in hardware or wf.hardware or DEFAULT_HARDWARE:
+    for device_id in hardware:
         usd = owned_per_device_hour(cat.device(device_id)) if device_id in cat.devices else None
         if usd is not None:
             out[device_id] = usd
