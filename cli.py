@@ -1681,8 +1681,8 @@ def main(argv: list[str] | None = None) -> None:
         _fail(f"error: {message}" if message else "", 2)  # empty: the group's help was printed
     except KeyboardInterrupt:  # outside a command (typer handles those: below)
         _fail("interrupted", 130)
-    except typer.Abort:
-        _fail("aborted", 1)
+    except typer.Abort as e:  # click turns a Ctrl-C outside the command (parsing, its own handlers) into Abort
+        _fail("interrupted", 130) if isinstance(e.__cause__, KeyboardInterrupt) else _fail("aborted", 1)
     except PlannerError as e:
         _fail(f"error: {e}", 2)
     except BrokenPipeError:

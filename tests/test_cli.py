@@ -535,3 +535,21 @@ def test_ctrl_c_during_plan_training_exits_130_and_writes_nothing(tmp_path: Path
     stdout, err = proc.communicate(timeout=60)
     assert proc.returncode == 130 and err == "interrupted\n" and stdout == ""
     assert list(tmp_path.iterdir()) == []
+
+
+def test_ctrl_c_that_click_turns_into_abort_still_exits_130(monkeypatch, capsys) -> None:  # type: ignore[no-untyped-def]
+    """A Ctrl-C outside the command (while click parses or handles) reaches main() as Abort."""
+    import click
+
+    import cli
+
+    def interrupted(*args, **kwargs):  # type: ignore[no-untyped-def]
+        try:
+            raise KeyboardInterrupt
+        except KeyboardInterrupt as e:
+            raise click.exceptions.Abort() from e
+
+    monkeypatch.setattr(cli, "app", interrupted)
+    with pytest.raises(SystemExit) as e:
+        cli.main(["--help"])
+    assert e.value.code == 130 and capsys.readouterr().err == "interrupted\n"
