@@ -1667,6 +1667,7 @@ def main(argv: list[str] | None = None) -> None:
     removed any partial output and stopped the workers; anything else is a bug and exits 1."""
     import signal
 
+    import click
     from typer.exceptions import TyperException
 
     # A shell starts background jobs with SIGINT ignored, and Python then never raises
@@ -1681,7 +1682,7 @@ def main(argv: list[str] | None = None) -> None:
         _fail(f"error: {message}" if message else "", 2)  # empty: the group's help was printed
     except KeyboardInterrupt:  # outside a command (typer handles those: below)
         _fail("interrupted", 130)
-    except typer.Abort as e:  # click turns a Ctrl-C outside the command (parsing, its own handlers) into Abort
+    except (typer.Abort, click.exceptions.Abort) as e:  # click turns a Ctrl-C outside the command into its Abort
         _fail("interrupted", 130) if isinstance(e.__cause__, KeyboardInterrupt) else _fail("aborted", 1)
     except PlannerError as e:
         _fail(f"error: {e}", 2)
