@@ -19,6 +19,7 @@ from planner.cluster import Cluster, DevicePerf
 from planner.collectives import collective_time
 from planner.ops import Op
 from planner.roofline import gemm_shape_efficiency
+from planner.tiers import ReadBandwidths
 
 Array = npt.NDArray[np.float64]
 
@@ -121,13 +122,26 @@ def op_time(cluster: Cluster, op: Op, precision: str, weight_bandwidth: Any = No
     else:
         compute = op.flops * (1.0 / achieved)
     main_bw = perf.memory_bandwidth_bytes_per_s
-    streamed = (
-        op.activation_bytes + op.kv_bytes if isinstance(op.kv_bytes, np.ndarray) or op.kv_bytes else op.activation_bytes
-    )
-    memory = streamed * (1.0 / main_bw) + op.weight_bytes / (main_bw if weight_bandwidth is None else weight_bandwidth)
+    w_bw, kv_bw = _read_bandwidths(op, main_bw, weight_bandwidth)
+    has_kv = isinstance(op.kv_bytes, np.ndarray) or op.kv_bytes
+    streamed = op.activation_bytes + op.kv_bytes if has_kv and kv_bw is main_bw else op.activation_bytes
+    memory = streamed * (1.0 / main_bw) + op.weight_bytes / w_bw
+    if has_kv and kv_bw is not main_bw:  # KV cache placed partly past the first tier (planner.tiers)
+        memory = memory + op.kv_bytes / kv_bw
     overhead = perf.kernel_overhead_s * op.kernels
     serial = op.cast_bytes * (1.0 / main_bw) if isinstance(op.cast_bytes, np.ndarray) or op.cast_bytes else 0.0
     return OpTime(op, compute, memory, 0.0, overhead, backward_compute, serial)  # type: ignore[arg-type]
+
+
+def _read_bandwidths(op: Op, main_bw: float, given: Any) -> tuple[Any, Any]:
+    """(weight, KV) bandwidths this op's reads see: `given` is None (all in main memory), one
+    weight bandwidth, or a ReadBandwidths from the tier placement (routed experts may lie apart)."""
+    if given is None:
+        return main_bw, main_bw
+    if not isinstance(given, ReadBandwidths):
+        return given, main_bw
+    w = given.experts if op.op_class == "moe" and given.experts is not None else given.weights
+    return w, main_bw if given.kv is None else given.kv
 
 
 def backward_s(t: OpTime, flops_factor: float) -> Array:

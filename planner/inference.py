@@ -39,10 +39,12 @@ from planner.memory import (
     device_tiers,
     inference_activation_bytes,
     kv_bytes_per_sequence,
+    offload_tiers,
     place,
     weight_bytes_per_device,
+    weight_parts,
 )
-from planner.ops import Precisions, Sharding, check_sharding
+from planner.ops import Precisions, Sharding, check_sharding, expert_touch_share
 from planner.power import DevicePower, device_power, pass_power_w, system_power_w
 from planner.queueing import md1_wait_percentile_s
 from planner.replica import (
@@ -321,7 +323,7 @@ def estimate_inference(
     placement, running, slots, kv, act, weights = mem.placement, mem.running, mem.slots, mem.kv, mem.act, mem.weights
 
     context_mid = in_len + out_len / 2.0
-    rep = Replica(cluster, spec, s, p, placement.weight_bandwidth_bytes_per_s, attention_kernel, sp, two_batch_overlap)
+    rep = Replica(cluster, spec, s, p, placement.bandwidths, attention_kernel, sp, two_batch_overlap)
     active = np.maximum(running, 1.0)
     fits = np.asarray(placement.fits)
     reason = placement.reason
@@ -492,14 +494,18 @@ def _memory(
     out_len: Array,
     per_replica: Array,
     serving: bool,
+    kv_offload: str | None = None,
 ) -> _Memory:
     """A static batch holds every sequence at full length by the end and prefills every prompt at
     once; a serving engine holds what its admission reserves (planner.serving.held_tokens) and sets
     aside a workspace for one iteration's token budget, as vLLM profiles it at start-up."""
-    weights = weight_bytes_per_device(spec, s, p) + drafter_weight_bytes(spec, s, p, sp)
+    parts = weight_parts(spec, s, p, drafter_weight_bytes(spec, s, p, sp))
+    weights = parts.total_bytes
     kv_scale = drafter_kv_scale(spec, p, sp)
     tiers = device_tiers(cluster, cat)
-    room = tiers[0][1] - weights
+    kv_tiers = offload_tiers(tiers, kv_offload)
+    # the engine allocates the weights first; an offload tier extends the KV pool past them
+    room = tiers[0][1] - weights + sum(c for _, c, _ in tiers[1:kv_tiers])
     held = held_tokens(profile, in_len, out_len) if serving else in_len + out_len
     workspace = np.minimum(float(profile.token_budget), in_len) if serving else per_replica * in_len
     act = inference_activation_bytes(spec, s, p, np.maximum(workspace, 1.0))
@@ -512,7 +518,15 @@ def _memory(
         weights=weights,
         kv=kv,
         act=act,
-        placement=place(weights, kv + act, tiers),
+        placement=place(
+            parts,
+            act,
+            tiers,
+            kv=kv,
+            kv_tiers=kv_tiers,
+            expert_reads=expert_touch_share(spec, s, running),
+            embedding_reads=np.ceil(running) / spec.vocab_size,
+        ),
         slots=slots,
         running=running,
         max_batch=_max_sequences(spec, s, p, room, in_len + out_len, in_len, 0.0, kv_scale),

@@ -16,10 +16,12 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from hardware_db.errors import InvalidSpecError
 from planner.arrays import messages
 from planner.catalog import Catalog
 from planner.cluster import Cluster
 from planner.ops import Precisions, Sharding
+from planner.tiers import ReadBandwidths, Tier, TensorClass, TierPlacement, optimal_placement
 from workloads.derived import kv_cache_bytes, moe_layer_count, moe_layer_params, parameter_counts
 from workloads.schema import ModelSpec
 
@@ -111,6 +113,23 @@ def device_tiers(cluster: Cluster, catalog: Catalog) -> list[tuple[str, float, f
     return tiers
 
 
+# what users call the tiers past a device's own (planner.memory.device_tiers names)
+OFFLOAD_ALIASES = {"cpu": "host-dram", "host": "host-dram", "cxl": "cxl-memory", "nvme": "ssd"}
+
+
+def offload_tiers(tiers: list[tuple[str, float, float]], offload: str | None) -> int:
+    """How many of the fastest tiers the KV cache may use: the first alone, or every tier up to
+    the named offload tier (one that can take the KV cache can take it in any faster tier)."""
+    if offload is None or offload == "none":
+        return 1
+    names = [n for n, _, _ in tiers]
+    want = OFFLOAD_ALIASES.get(offload, offload)
+    if want not in names[1:]:
+        have = ", ".join(names[1:]) or "none"
+        raise InvalidSpecError(f"kv_offload '{offload}' is not a tier of this node (its tiers past {names[0]}: {have})")
+    return names.index(want) + 1
+
+
 def _host_link_bandwidth(cluster: Cluster) -> float:
     h = cluster.device.host_link
     if h is None:
@@ -125,60 +144,133 @@ def _host_link_bandwidth(cluster: Cluster) -> float:
 
 
 @dataclass(frozen=True)
+class WeightParts:
+    """Weights on one device split by how often a decode step reads them (planner.tiers): the
+    dense layers and output head every step, routed expert slots only when a token is routed to
+    them, the input embedding table one row per token."""
+
+    dense_bytes: float
+    expert_bytes: float = 0.0
+    embedding_bytes: float = 0.0
+
+    @property
+    def total_bytes(self) -> float:
+        return self.dense_bytes + self.expert_bytes + self.embedding_bytes
+
+
+def weight_parts(spec: ModelSpec, s: Sharding, p: Precisions, extra_dense_bytes: float = 0.0) -> WeightParts:
+    """`weight_bytes_per_device` split into WeightParts (a drafter's weights count as dense)."""
+    counts = parameter_counts(spec)
+    total = weight_bytes_per_device(spec, s, p)
+    m = moe_layer_params(spec)
+    experts = 0.0
+    if m is not None and spec.moe is not None:
+        slots = float(m.routed_expert.total * moe_layer_count(spec)) * (spec.moe.experts + s.redundant_experts)
+        experts = slots / (s.ep * s.expert_tp * s.pp) * p.weight_bytes
+    # an untied input table is only gathered from; a tied one is the output head, read whole
+    embedding = 0.0 if spec.tied_embeddings else counts.embedding * max(2.0, p.weight_bytes) / (s.tp * s.pp)
+    return WeightParts(total - experts - embedding + extra_dense_bytes, experts, embedding)
+
+
+@dataclass(frozen=True)
 class Placement:
-    """How `needed` bytes spread over the tiers, and the bandwidth weight reads then see. Per
-    scenario when the other bytes are an array (a sweep): `fits`, `spill_bytes` and the weight
-    bandwidth are then arrays too (the bandwidth stays one number when every scenario shares it);
-    `reason` then says, per scenario, why it does not fit or how much spills."""
+    """Where a device's bytes lie over its tiers (planner.tiers.optimal_placement) and the
+    bandwidth each kind of read then sees. Per scenario when the inputs are arrays (a sweep):
+    `fits`, `spill_bytes` and the bandwidths are then arrays too (a bandwidth stays one number
+    when every scenario shares it); `reason` then says, per scenario, why it does not fit or
+    what spills."""
 
     fits: Any
     reason: Any  # a string, or one per scenario
     spill_bytes: Any  # bytes beyond the first tier
-    weight_bandwidth_bytes_per_s: Any  # harmonic mix of the tiers the weights landed in
+    weight_bandwidth_bytes_per_s: Any  # dense weights: the harmonic mix of the tiers they landed in
     tiers: tuple[MemoryTierUse, ...]
+    expert_bandwidth_bytes_per_s: Any = None  # routed experts (None: as the dense weights)
+    kv_bandwidth_bytes_per_s: Any = None  # the KV cache (None: the first tier's)
+    layout: TierPlacement | None = None
+
+    @property
+    def bandwidths(self) -> ReadBandwidths:
+        return ReadBandwidths(
+            self.weight_bandwidth_bytes_per_s, self.expert_bandwidth_bytes_per_s, self.kv_bandwidth_bytes_per_s
+        )
+
+    def as_dict(self) -> dict[str, dict[str, Any]]:
+        return {} if self.layout is None else self.layout.as_dict()
 
 
-def place(weights: float, other: Any, tiers: list[tuple[str, float, float]]) -> Placement:
-    """KV cache and activations stay in the first tier (they are read every step at random);
-    weights fill what is left and overflow, in order, to the slower tiers. Element by element
-    over `other`."""
-    o = np.asarray(other, dtype=np.float64)
-    name0, cap0, bw0 = tiers[0]
-    remaining = np.full_like(o, weights)
-    uses = []
-    time_per_byte = np.zeros_like(o)
-    for i, (name, cap, tier_bw) in enumerate(tiers):
-        room = cap - o if i == 0 else np.full_like(o, cap)
-        take = np.minimum(np.maximum(room, 0.0), remaining)
-        uses.append(MemoryTierUse(name, cap, tier_bw, take + (o if i == 0 else 0.0)))
-        time_per_byte = time_per_byte + (take / tier_bw if weights > 0 else 0.0)
-        remaining = remaining - take
-    crowded = o > cap0  # the KV cache and activations alone overflow the first tier
-    short = remaining > 1e-6 * max(weights, 1.0)  # every tier together is too small
+def place(
+    weights: float | WeightParts,
+    other: Any,
+    tiers: list[tuple[str, float, float]],
+    *,
+    kv: Any = 0.0,
+    kv_tiers: int = 1,
+    expert_reads: Any = 1.0,
+    embedding_reads: Any = 0.0,
+) -> Placement:
+    """Place activations (`other`, pinned to the first tier), the KV cache (`kv`, in the first
+    `kv_tiers` tiers: the first alone unless an offload tier is named) and the weights so that a
+    decode step spends least time reading them (planner.tiers): classes a step reads less of
+    (routed experts it does not touch: `expert_reads` of them per step; the embedding table:
+    `embedding_reads`) spill first. Element by element over the arrays."""
+    parts = weights if isinstance(weights, WeightParts) else WeightParts(float(weights))
+    # a pinned KV cache goes before the weights, an offloaded one after them (tiers' docstring)
+    cache = TensorClass("kv-cache", kv, 1.0, tiers=kv_tiers)
+    classes = [
+        TensorClass("activations", other, tiers=1),
+        *([cache] if kv_tiers == 1 else []),
+        TensorClass("weights", parts.dense_bytes, 1.0),
+        *([] if kv_tiers == 1 else [cache]),
+        TensorClass("experts", parts.expert_bytes, expert_reads),
+        TensorClass("embedding", parts.embedding_bytes, embedding_reads),
+    ]
+    layout = optimal_placement(classes, [Tier(n, c, b) for n, c, b in tiers])
+    o = np.asarray(other, dtype=np.float64) + np.asarray(kv, dtype=np.float64)
+    w = parts.total_bytes
+    name0, cap0, _ = tiers[0]
+    unplaced = dict(zip(layout.classes, layout.unplaced_bytes, strict=True))
+    # pinned bytes overflow their tiers
+    crowded = (unplaced["activations"] + unplaced["kv-cache"]) > 1e-6 * np.maximum(o, 1.0)
+    rest = unplaced["weights"] + unplaced["experts"] + unplaced["embedding"]
+    short = rest > 1e-6 * max(w, 1.0)  # every tier together is too small
     fits = ~crowded & ~short
-    spill = np.maximum(0.0, weights + o - cap0)
-    bw = np.where(fits & (time_per_byte > 0), weights / np.where(time_per_byte > 0, time_per_byte, 1.0), bw0)
+    spill = np.maximum(0.0, np.asarray(w + o) - cap0)
+    kv_room = sum(c for _, c, _ in tiers[:kv_tiers])
     total = sum(c for _, c, _ in tiers)
+    kv_where = name0 if kv_tiers == 1 else f"{name0} and {', '.join(n for n, _, _ in tiers[1:kv_tiers])}"
     templates = (
-        (crowded, o, f"KV cache and activations need {{:.1f}} GB but {name0} holds {cap0 / 1e9:.1f} GB usable"),
+        (crowded, o, f"KV cache and activations need {{:.1f}} GB but {kv_where} hold {kv_room / 1e9:.1f} GB usable"),
         (
             short & ~crowded,
-            weights + o,
+            w + o,
             f"needs {{:.1f}} GB per device but its tiers hold {total / 1e9:.1f} GB in all "
             f"({', '.join(n for n, _, _ in tiers)})",
         ),
-        (fits & (spill > 0), spill, f"{{:.1f}} GB of weights spill past {name0}"),
+        (fits & (spill > 0), spill, f"{{:.1f}} GB spill past {name0}"),
     )
     if o.ndim == 0:  # one scenario: the first case that holds
         reason: Any = next((t.format(float(v) / 1e9) for mask, v, t in templates if mask), "fits")
     else:  # each scenario's own figures, in the words of its case
         reason = messages(o.shape, [(mask, value / 1e9, template) for mask, value, template in templates])
+    uses = tuple(MemoryTierUse(t.name, t.capacity_bytes, t.bandwidth_bytes_per_s, layout.tier_bytes(i))
+                 for i, t in enumerate(layout.tiers))
     one = o.ndim == 0
-    shared_bw = bw.size and np.all(bw == bw.flat[0])
     return Placement(
         bool(fits) if one else fits,
         reason,
         float(spill) if one else spill,
-        float(bw.flat[0]) if shared_bw else bw,
-        tuple(uses),
+        _shared(layout.bandwidth("weights")),
+        uses,
+        _shared(layout.bandwidth("experts")),
+        None if np.all(layout.bytes_[layout.classes.index("kv-cache"), 1:] == 0) else _shared(layout.bandwidth("kv-cache")),
+        layout,
     )
+
+
+def _shared(x: Any) -> Any:
+    """One number when every scenario shares it (most sweeps spill nowhere)."""
+    a = np.asarray(x)
+    if a.ndim and a.size and np.all(a == a.flat[0]):
+        return float(a.flat[0])
+    return x

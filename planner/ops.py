@@ -128,6 +128,19 @@ class Op:
         return self.weight_bytes + self.activation_bytes + self.kv_bytes + self.cast_bytes
 
 
+def expert_touch_share(spec: ModelSpec, s: Sharding, tokens: Any) -> Any:
+    """Expected share of a device's expert slots that receive at least one of a pass's routed
+    tokens (the weights of the rest are not read): the EP group's tokens each pick top_k of the
+    slots (a replicated expert's tokens split over its slots)."""
+    moe = spec.moe
+    if moe is None:
+        return 1.0
+    inside = s.ep_within_tp
+    t_moe = tokens / s.tp if s.ep > 1 and s.tp > 1 and not inside else tokens
+    all_tokens = t_moe if inside else t_moe * s.ep
+    return 1.0 - (1.0 - moe.top_k / (moe.experts + s.redundant_experts)) ** all_tokens
+
+
 def _gemm(
     name: str,
     tokens: Array,
@@ -492,11 +505,7 @@ def _ffn_ops(spec: ModelSpec, s: Sharding, p: Precisions, t: Array, n_dense: flo
     # share to that rank, intra- and inter-node alike, grows by the same factor.
     hot = s.expert_imbalance
     pairs_local = (routed / s.ep if inside else routed) * hot
-    # expected local experts that receive at least one token (weights of the rest are not read)
-    all_tokens = t_moe if inside else t_moe * s.ep
-    # a replicated expert's tokens split over its slots: each slot sees a share of its expert's
-    slots = moe.experts + s.redundant_experts
-    touched = experts_local * (1.0 - (1.0 - moe.top_k / slots) ** all_tokens)
+    touched = experts_local * expert_touch_share(spec, s, t)
     per_expert_tokens = pairs_local / np.maximum(touched, 1e-9)
     expert_weights = (up_width + 1) * h * expert_ffn * p.weight_bytes
     flops = pairs_local * (2.0 * h * expert_ffn * (up_width + 1))

@@ -21,6 +21,7 @@ from planner.memory import weight_bytes_per_device
 from planner.ops import Phase, Precisions, Sharding, phase_ops
 from planner.serving import SHAPES
 from planner.speculative import HEAD_OPS, Speculation
+from planner.tiers import ReadBandwidths
 from workloads.derived import kv_cache_bytes
 from workloads.schema import ModelSpec
 
@@ -95,7 +96,7 @@ class Replica:
     spec: ModelSpec
     s: Sharding
     p: Precisions
-    weight_bw: Any  # one number, or one per scenario when weights spill in some scenarios only
+    weight_bw: Any  # ReadBandwidths (planner.tiers), or one weight bandwidth (a number or one per scenario)
     kernel: str | None
     sp: Speculation | None
     two_batch_overlap: bool = False
@@ -135,8 +136,8 @@ class Replica:
         """Times of continuous-batching iterations carrying `decodes` sequences and `tokens` prompt
         tokens (planner.serving.iteration_shapes), and their ops; with speculation the decodes
         verify k drafts each (costed like prompt tokens beside them) after the drafter's k steps."""
-        if isinstance(self.weight_bw, np.ndarray):  # the shapes sit on a trailing axis
-            return replace(self, weight_bw=self.weight_bw[..., None]).iterations(decodes, tokens, in_len, context)
+        if _varies(self.weight_bw):  # the shapes sit on a trailing axis
+            return replace(self, weight_bw=_trailing(self.weight_bw)).iterations(decodes, tokens, in_len, context)
         if self.sp is None:
             return self.pass_time(decodes, in_len, "mixed", context, prefill_tokens=tokens)
         k = self.sp.draft_tokens
@@ -159,6 +160,14 @@ class Replica:
         head = sum((t.total_s for t in times if t.op.name in HEAD_OPS), np.zeros(()))
         layers = self.spec.layers / self.s.pp  # the pass times one stage
         return head + sum((t.total_s for t in times if t.op.name not in HEAD_OPS), np.zeros(())) / layers
+
+
+def _varies(bw: Any) -> bool:
+    return bw.varies if isinstance(bw, ReadBandwidths) else isinstance(bw, np.ndarray)
+
+
+def _trailing(bw: Any) -> Any:
+    return bw.trailing() if isinstance(bw, ReadBandwidths) else bw[..., None]
 
 
 def _take(x: Any, i: int) -> Any:
@@ -215,7 +224,7 @@ def pass_time(
     seq: Array,
     phase: Phase,
     context: Array | None,
-    weight_bw: float,
+    weight_bw: Any,
     prefill_tokens: Any = 0.0,
     attention_kernel: str | None = None,
     two_batch_overlap: bool = False,
