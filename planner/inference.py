@@ -124,6 +124,13 @@ class InferenceResult(WithOps):
     kv_link: str | None = None  # disaggregated: the link the KV cache crosses between the pools
     expert_load_max_over_mean: float | None = None  # MoE: the busiest EP rank's routed tokens over the mean
     power_cap_w: float | None = None  # the board power cap the estimate ran under, if any
+    # planner.tiers: {tier: {tensor class: bytes per device}} (the mean over a sweep's scenarios)
+    tier_placement: dict[str, dict[str, float]] = field(default_factory=dict)
+    kv_offload: str | None = None  # the tier the KV cache may spill to and prefix hits load from
+    prefix_hit_rate: float = 0.0  # share of each prompt whose KV cache is found cached
+    prefix_load_s: Any = None  # loading the cached prefix from the offload tier (inside ttft_s)
+    context_switch_s: Any = None  # one user's KV cache out to the next tier and another's in
+    context_switch_tier: str | None = None
     device_power: DevicePower | None = field(default=None, repr=False, compare=False)
     # per-op times of both phases; the rows are built only when someone looks (one estimate stays fast)
     op_times: tuple[tuple[str, Any], ...] = field(default=(), repr=False, compare=False)
@@ -232,6 +239,9 @@ def estimate_inference(
     expert_loads: Any = None,
     expert_placement: Any = None,
     power_cap_w: float | None = None,
+    kv_offload: str | None = None,
+    prefix_hit_rate: float = 0.0,
+    tier_policy: str = "optimal",
 ) -> InferenceResult:
     """Estimate one inference configuration. `batch` (static) or `concurrency` (serving); lengths,
     batch and concurrency may be numpy arrays to evaluate many scenarios at once. attention_kernel:
@@ -248,7 +258,14 @@ def estimate_inference(
     tokens over the mean), or `expert_loads` (tokens per layer and expert: an array or a file) with
     `expert_placement` (a phy2log map, e.g. from solvers.plan_experts; contiguous if None).
     Power (planner.power): `avg_power_w` per device and `energy_j_per_token` come with every result;
-    `power_cap_w` caps each device's board power (its math clock drops to fit)."""
+    `power_cap_w` caps each device's board power (its math clock drops to fit).
+    Memory tiers (planner.tiers): weights, KV cache and activations are placed over the device's
+    tiers to minimise read time (`tier_placement`). `kv_offload` (cpu, cxl, nvme or a tier name)
+    lets the KV cache grow into that tier, read there at its bandwidth; `prefix_hit_rate` is the
+    share of each prompt found cached: only the rest is prefilled, and with an offload tier the
+    hits are loaded from it first (vLLM's offloading connector, LMCache). `context_switch_s` moves
+    one user's KV cache out and another's in (Yao Fu 2024, arXiv 2405.08944, section 2).
+    `tier_policy` "ordered" restores the fixed order placement replaced, to compare."""
     options = dict(locals())  # every argument, for the chunked sweep below
     cat = catalog if isinstance(catalog, Catalog) else load_catalog(catalog)
     knobs = {"batch": batch, "concurrency": concurrency, "input_len": input_len, "output_len": output_len}
@@ -276,6 +293,7 @@ def estimate_inference(
         raise InvalidSpecError("give --batch (one static batch) or --concurrency (serving), not both")
     if not disaggregated and (prefill_devices is not None or prefill_tp is not None):
         raise InvalidSpecError("--prefill-devices and --prefill-tp need --disaggregated")
+    _check_tier_options(disaggregated, kv_offload, prefix_hit_rate)
     if disaggregated and batch is not None:
         raise InvalidSpecError("--batch is one static batch; disaggregated serving takes --concurrency")
     if batch is None and concurrency is None:
@@ -319,7 +337,9 @@ def estimate_inference(
     per_replica = np.maximum(per_replica, 1.0)
 
     profile = engine_profile(engine, cluster.device.main_memory.capacity_bytes, token_budget, cluster.device.id)
-    mem = _memory(spec, s, p, cluster, cat, sp, profile, in_len, out_len, per_replica, concurrency is not None)
+    serving = concurrency is not None
+    tiering = (kv_offload, tier_policy)
+    mem = _memory(spec, s, p, cluster, cat, sp, profile, in_len, out_len, per_replica, serving, tiering)
     placement, running, slots, kv, act, weights = mem.placement, mem.running, mem.slots, mem.kv, mem.act, mem.weights
 
     context_mid = in_len + out_len / 2.0
@@ -330,20 +350,22 @@ def estimate_inference(
     rho: Any = None
     prefill_times: Sequence[OpTime]
     decode_times: Sequence[OpTime]
+    hits = _Hits(spec, s, p, cluster, cat, kv_offload, prefix_hit_rate, in_len, out_len)
     if concurrency is None:  # every prompt of the batch prefilled at once
-        prefill_s, prefill_times = rep.pass_time(per_replica, in_len, "prefill", None)
+        prefill_s, prefill_times = hits.prefill(rep, per_replica)
         decode_s, decode_times = rep.decode(active, in_len, context_mid)
         ttft, tpot = prefill_s, decode_s
         pcts: tuple[Any, ...] = (prefill_s,) * len(qs)  # every prompt of the batch at once
         mode = "static"
     else:
-        served = _serving(rep, profile, arrival, active, in_len, out_len, per_replica, dp_, num_prompts, qs)
+        served = _serving(rep, profile, arrival, active, in_len, out_len, per_replica, dp_, num_prompts, qs, hits.new_len)
         prefill_s, decode_s, ttft, tpot, rho, pcts, prefill_times, decode_times = served
         fits = fits & (slots >= 1)
         if np.any(slots < 1):
             full = "not one request's KV cache fits beside the weights"
             reason = full if np.ndim(slots) == 0 else np.where(slots < 1, full, reason).astype(object)
         mode = "serving"
+    ttft, pcts = ttft + hits.load_s, tuple(x + hits.load_s for x in pcts)
     e2e = ttft + (out_len - 1.0) * tpot
     total_requests = per_replica * dp_
     throughput = total_requests * out_len / e2e
@@ -392,6 +414,8 @@ def estimate_inference(
         expert_load_max_over_mean=s.expert_imbalance if spec.moe is not None else None,
         power_cap_w=power_cap_w,
         device_power=device_power(cluster.device, cluster.perf.clock_scale, power_cap_w),
+        tier_placement=placement.as_dict(),
+        **hits.fields(),
     )
 
 
@@ -418,19 +442,22 @@ def _serving(
     dp: int,
     num_prompts: Any,
     qs: tuple[float, ...],
+    new_len: Any = None,
 ) -> tuple[Any, ...]:
     """Continuous batching (planner.serving): one vectorised pass times every iteration shape, the
     lone prefill and the decode step included, then the scheduler's latencies. Returns prefill and
-    decode step times, TTFT, TPOT, prefill utilisation, TTFT percentiles and the two passes' ops."""
+    decode step times, TTFT, TPOT, prefill utilisation, TTFT percentiles and the two passes' ops.
+    `new_len`: the prompt tokens each request must compute (fewer than `in_len` on a prefix hit)."""
     context_mid = in_len + out_len / 2.0
-    decodes, tokens = iteration_shapes(profile, active, in_len)
+    work = in_len if new_len is None else new_len
+    decodes, tokens = iteration_shapes(profile, active, work)
     tau, times = rep.iterations(decodes, tokens, in_len[..., None], context_mid[..., None])
     # with speculation each decode iteration advances a request by E tokens
     per_step = rep.tokens_per_step
     clients = per_replica * dp
     requests = num_prompts if num_prompts is not None else PROMPTS_PER_CLIENT * clients
     steps = 1.0 + (out_len - 1.0) / per_step
-    lat = serve(profile, arrival, tau, active, in_len, steps, clients / np.maximum(requests, clients), qs)
+    lat = serve(profile, arrival, tau, active, work, steps, clients / np.maximum(requests, clients), qs)
     lat = admitted(lat, per_replica, active)
     return (
         tau[..., PREFILL],
@@ -442,6 +469,73 @@ def _serving(
         Column(times, PREFILL),
         Column(times, DECODE),
     )
+
+
+def _check_tier_options(disaggregated: bool, kv_offload: str | None, prefix_hit_rate: float) -> None:
+    if not 0.0 <= prefix_hit_rate < 1.0:
+        raise InvalidSpecError(f"prefix_hit_rate must be in [0, 1) (got {prefix_hit_rate})")
+    if disaggregated and (kv_offload not in (None, "none") or prefix_hit_rate):
+        raise InvalidSpecError("kv_offload and prefix_hit_rate are not modelled for disaggregated serving")
+
+
+@dataclass(frozen=True)
+class _Hits:
+    """Prefix-cache hits and KV movement between tiers: the prompt tokens left to compute, the
+    load of the cached prefix from the offload tier (none when the cache sits in the first tier,
+    as vLLM's automatic prefix caching keeps it), and a context switch. Yao Fu (arXiv 2405.08944,
+    section 2): "context switching overhead = (user 1's KV cache + user 2's KV cache) / PCIE
+    bandwidth"; here over the bandwidth of the tier the KV cache moves to."""
+
+    spec: ModelSpec
+    s: Sharding
+    p: Precisions
+    cluster: Cluster
+    cat: Catalog
+    kv_offload: str | None
+    rate: float
+    in_len: Array
+    out_len: Array
+
+    @functools.cached_property
+    def tier(self) -> tuple[str, float] | None:
+        """(name, bandwidth) of the tier the KV cache moves to: the offload tier, else the next."""
+        tiers = device_tiers(self.cluster, self.cat)
+        k = offload_tiers(tiers, self.kv_offload)
+        name, _, bw = tiers[k - 1] if k > 1 else tiers[1] if len(tiers) > 1 else (None, 0.0, 0.0)
+        return None if name is None else (name, bw)
+
+    @property
+    def new_len(self) -> Any:
+        return None if not self.rate else np.maximum(np.ceil(self.in_len * (1.0 - self.rate)), 1.0)
+
+    @property
+    def load_s(self) -> Any:
+        if not self.rate or self.kv_offload in (None, "none") or self.tier is None:
+            return 0.0
+        cached = np.floor(self.in_len * self.rate)
+        return kv_bytes_per_sequence(self.spec, self.s, self.p, cached) / self.tier[1]
+
+    def prefill(self, rep: Replica, batch: Array) -> tuple[Array, list[OpTime]]:
+        """A static batch's prefill; on a hit only the suffix is computed: what the whole prompt
+        costs beyond its cached prefix (exact for FLOPs, causal attention included), and no less
+        than the suffix alone (a pass reads every weight however few its tokens)."""
+        whole_s, times = rep.pass_time(batch, self.in_len, "prefill", None)
+        if not self.rate:
+            return whole_s, times
+        prefix = np.maximum(np.floor(self.in_len * self.rate), 1.0)
+        prefix_s, _ = rep.pass_time(batch, prefix, "prefill", None)
+        suffix_s, _ = rep.pass_time(batch, self.new_len, "prefill", None)
+        return np.maximum(whole_s - prefix_s, suffix_s), times
+
+    def fields(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"kv_offload": self.kv_offload, "prefix_hit_rate": self.rate}
+        if self.rate and self.kv_offload not in (None, "none"):
+            out["prefix_load_s"] = self.load_s
+        if self.tier is not None:
+            one = kv_bytes_per_sequence(self.spec, self.s, self.p, self.in_len + self.out_len)
+            out["context_switch_s"] = 2.0 * one / self.tier[1]
+            out["context_switch_tier"] = self.tier[0]
+        return out
 
 
 def _sharding(
@@ -494,7 +588,7 @@ def _memory(
     out_len: Array,
     per_replica: Array,
     serving: bool,
-    kv_offload: str | None = None,
+    tiering: tuple[str | None, str] = (None, "optimal"),
 ) -> _Memory:
     """A static batch holds every sequence at full length by the end and prefills every prompt at
     once; a serving engine holds what its admission reserves (planner.serving.held_tokens) and sets
@@ -503,6 +597,7 @@ def _memory(
     weights = parts.total_bytes
     kv_scale = drafter_kv_scale(spec, p, sp)
     tiers = device_tiers(cluster, cat)
+    kv_offload, policy = tiering
     kv_tiers = offload_tiers(tiers, kv_offload)
     # the engine allocates the weights first; an offload tier extends the KV pool past them
     room = tiers[0][1] - weights + sum(c for _, c, _ in tiers[1:kv_tiers])
@@ -526,6 +621,7 @@ def _memory(
             kv_tiers=kv_tiers,
             expert_reads=expert_touch_share(spec, s, running),
             embedding_reads=np.ceil(running) / spec.vocab_size,
+            policy=policy,
         ),
         slots=slots,
         running=running,

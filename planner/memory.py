@@ -21,7 +21,7 @@ from planner.arrays import messages
 from planner.catalog import Catalog
 from planner.cluster import Cluster
 from planner.ops import Precisions, Sharding
-from planner.tiers import ReadBandwidths, Tier, TensorClass, TierPlacement, optimal_placement
+from planner.tiers import ReadBandwidths, Tier, TensorClass, TierPlacement, optimal_placement, ordered_placement
 from workloads.derived import kv_cache_bytes, moe_layer_count, moe_layer_params, parameter_counts
 from workloads.schema import ModelSpec
 
@@ -208,12 +208,15 @@ def place(
     kv_tiers: int = 1,
     expert_reads: Any = 1.0,
     embedding_reads: Any = 0.0,
+    policy: str = "optimal",
 ) -> Placement:
     """Place activations (`other`, pinned to the first tier), the KV cache (`kv`, in the first
     `kv_tiers` tiers: the first alone unless an offload tier is named) and the weights so that a
     decode step spends least time reading them (planner.tiers): classes a step reads less of
     (routed experts it does not touch: `expert_reads` of them per step; the embedding table:
-    `embedding_reads`) spill first. Element by element over the arrays."""
+    `embedding_reads`) spill first. Element by element over the arrays. policy "ordered" is the
+    fixed order this replaced: activations and KV cache first, then all weights as one class
+    spilling in tier order (kept to compare against)."""
     parts = weights if isinstance(weights, WeightParts) else WeightParts(float(weights))
     # a pinned KV cache goes before the weights, an offloaded one after them (tiers' docstring)
     cache = TensorClass("kv-cache", kv, 1.0, tiers=kv_tiers)
@@ -225,7 +228,14 @@ def place(
         TensorClass("experts", parts.expert_bytes, expert_reads),
         TensorClass("embedding", parts.embedding_bytes, embedding_reads),
     ]
-    layout = optimal_placement(classes, [Tier(n, c, b) for n, c, b in tiers])
+    if policy == "ordered":
+        classes = [*classes[:2], TensorClass("weights", parts.total_bytes, 1.0)]
+        classes += [TensorClass("experts", 0.0), TensorClass("embedding", 0.0)]
+        layout = ordered_placement(classes, [Tier(n, c, b) for n, c, b in tiers])
+    elif policy == "optimal":
+        layout = optimal_placement(classes, [Tier(n, c, b) for n, c, b in tiers])
+    else:
+        raise InvalidSpecError(f"unknown tier policy '{policy}' (allowed: optimal, ordered)")
     o = np.asarray(other, dtype=np.float64) + np.asarray(kv, dtype=np.float64)
     w = parts.total_bytes
     name0, cap0, _ = tiers[0]
@@ -262,7 +272,7 @@ def place(
         float(spill) if one else spill,
         _shared(layout.bandwidth("weights")),
         uses,
-        _shared(layout.bandwidth("experts")),
+        _shared(layout.bandwidth("experts" if policy == "optimal" else "weights")),
         None if np.all(layout.bytes_[layout.classes.index("kv-cache"), 1:] == 0) else _shared(layout.bandwidth("kv-cache")),
         layout,
     )
