@@ -16,8 +16,8 @@ from hardware_db.units import Dimension, parse_quantity
 
 PRECISIONS: tuple[str, ...] = ("fp64", "fp32", "tf32", "bf16", "fp16", "fp8", "int8", "fp4", "int4")
 Precision = Literal["fp64", "fp32", "tf32", "bf16", "fp16", "fp8", "int8", "fp4", "int4"]
-DeviceKind = Literal["gpu", "npu", "tpu", "rdu", "cpu", "cxl-memory", "ssd"]
-TierKind = Literal["sram", "hbm", "gddr", "lpddr", "ddr", "cxl", "ssd"]
+DeviceKind = Literal["gpu", "npu", "tpu", "rdu", "cpu", "cxl-memory", "ssd", "memory-pool"]
+TierKind = Literal["sram", "hbm", "gddr", "lpddr", "ddr", "cxl", "ssd", "pool"]
 LinkKind = Literal[
     "nvlink",
     "nvswitch",

@@ -28,7 +28,19 @@ def frame(d: dict[str, Any]) -> Any:
     """A one-row DataFrame for one scenario, one row per scenario for a sweep."""
     import pandas as pd
 
+    d = _flat(d)
     return pd.DataFrame(d if any(isinstance(v, list) for v in d.values()) else [d])
+
+
+def _flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested dicts (a tier placement) become columns named by their path: tier_placement.hbm.weights."""
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(_flat(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
 
 
 def mean(x: Any) -> float:

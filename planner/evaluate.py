@@ -141,7 +141,7 @@ def _read_bandwidths(op: Op, main_bw: float, given: Any) -> tuple[Any, Any]:
     if not isinstance(given, ReadBandwidths):
         return given, main_bw
     w = given.experts if op.op_class == "moe" and given.experts is not None else given.weights
-    return w, main_bw if given.kv is None else given.kv
+    return main_bw if w is None else w, main_bw if given.kv is None else given.kv
 
 
 def backward_s(t: OpTime, flops_factor: float) -> Array:

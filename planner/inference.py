@@ -71,6 +71,7 @@ from planner.serving import (
     serve,
 )
 from planner.speculative import Speculation, speculation
+from planner.tiers import ReadBandwidths
 from workloads.schema import ModelSpec
 
 Array = npt.NDArray[np.float64]
@@ -131,6 +132,8 @@ class InferenceResult(WithOps):
     prefix_load_s: Any = None  # loading the cached prefix from the offload tier (inside ttft_s)
     context_switch_s: Any = None  # one user's KV cache out to the next tier and another's in
     context_switch_tier: str | None = None
+    memory_pool: str | None = None  # weights stream from this pool (prefetched, overlapped)
+    local_memory_needed_bytes: Any = None  # with a pool: KV, activations and two layers' weights
     device_power: DevicePower | None = field(default=None, repr=False, compare=False)
     # per-op times of both phases; the rows are built only when someone looks (one estimate stays fast)
     op_times: tuple[tuple[str, Any], ...] = field(default=(), repr=False, compare=False)
@@ -242,6 +245,8 @@ def estimate_inference(
     kv_offload: str | None = None,
     prefix_hit_rate: float = 0.0,
     tier_policy: str = "optimal",
+    memory_pool: str | None = None,
+    memory_pool_bandwidth: float | None = None,
 ) -> InferenceResult:
     """Estimate one inference configuration. `batch` (static) or `concurrency` (serving); lengths,
     batch and concurrency may be numpy arrays to evaluate many scenarios at once. attention_kernel:
@@ -265,7 +270,11 @@ def estimate_inference(
     share of each prompt found cached: only the rest is prefilled, and with an offload tier the
     hits are loaded from it first (vLLM's offloading connector, LMCache). `context_switch_s` moves
     one user's KV cache out and another's in (Yao Fu 2024, arXiv 2405.08944, section 2).
-    `tier_policy` "ordered" restores the fixed order placement replaced, to compare."""
+    `tier_policy` "ordered" restores the fixed order placement replaced, to compare.
+    `memory_pool` (a memory-pool device, e.g. fenghuang-pool; `memory_pool_bandwidth` overrides
+    its bandwidth per accelerator): weights that do not fit the first tier stream from the pool,
+    prefetched a layer ahead; a pass waits only where the fetch outlasts the compute, and
+    `local_memory_needed_bytes` is what the first tier needs when every weight streams."""
     options = dict(locals())  # every argument, for the chunked sweep below
     cat = catalog if isinstance(catalog, Catalog) else load_catalog(catalog)
     knobs = {"batch": batch, "concurrency": concurrency, "input_len": input_len, "output_len": output_len}
@@ -338,12 +347,13 @@ def estimate_inference(
 
     profile = engine_profile(engine, cluster.device.main_memory.capacity_bytes, token_budget, cluster.device.id)
     serving = concurrency is not None
-    tiering = (kv_offload, tier_policy)
+    pool = None if memory_pool is None else MemoryPool(memory_pool, memory_pool_bandwidth)
+    tiering = (kv_offload, tier_policy, pool)
     mem = _memory(spec, s, p, cluster, cat, sp, profile, in_len, out_len, per_replica, serving, tiering)
     placement, running, slots, kv, act, weights = mem.placement, mem.running, mem.slots, mem.kv, mem.act, mem.weights
 
     context_mid = in_len + out_len / 2.0
-    rep = Replica(cluster, spec, s, p, placement.bandwidths, attention_kernel, sp, two_batch_overlap)
+    rep = Replica(cluster, spec, s, p, mem.bandwidths, attention_kernel, sp, two_batch_overlap)
     active = np.maximum(running, 1.0)
     fits = np.asarray(placement.fits)
     reason = placement.reason
@@ -358,7 +368,9 @@ def estimate_inference(
         pcts: tuple[Any, ...] = (prefill_s,) * len(qs)  # every prompt of the batch at once
         mode = "static"
     else:
-        served = _serving(rep, profile, arrival, active, in_len, out_len, per_replica, dp_, num_prompts, qs, hits.new_len)
+        served = _serving(
+            rep, profile, arrival, active, in_len, out_len, per_replica, dp_, num_prompts, qs, hits.new_len
+        )
         prefill_s, decode_s, ttft, tpot, rho, pcts, prefill_times, decode_times = served
         fits = fits & (slots >= 1)
         if np.any(slots < 1):
@@ -415,6 +427,8 @@ def estimate_inference(
         power_cap_w=power_cap_w,
         device_power=device_power(cluster.device, cluster.perf.clock_scale, power_cap_w),
         tier_placement=placement.as_dict(),
+        memory_pool=memory_pool,
+        local_memory_needed_bytes=mem.local_needed,
         **hits.fields(),
     )
 
@@ -469,6 +483,40 @@ def _serving(
         Column(times, PREFILL),
         Column(times, DECODE),
     )
+
+
+@dataclass(frozen=True)
+class MemoryPool:
+    """Rack-level pooled memory the weights stream from with prefetch (FengHuang, arXiv
+    2511.10753): a catalogue device of kind memory-pool, its bandwidth per attached accelerator
+    (optionally overridden to sweep it)."""
+
+    id: str
+    bandwidth_bytes_per_s: float | None = None
+
+    def tier(self, cat: Catalog, devices: int) -> tuple[str, float, float]:
+        dev = cat.device(self.id)
+        if dev.kind != "memory-pool":
+            raise InvalidSpecError(f"memory_pool '{self.id}' is a {dev.kind}, not a memory-pool")
+        t = dev.main_memory
+        return ("pool", t.capacity_bytes, self.bandwidth_bytes_per_s or t.bandwidth_bytes_per_s)
+
+    @staticmethod
+    def bandwidths(placement: Placement) -> ReadBandwidths:
+        """Fetched weights are read from the first tier; the pass waits on the pool's fetch."""
+        layout = placement.layout
+        assert layout is not None
+        names = [t.name for t in layout.tiers]
+        i = names.index("pool")
+
+        def share(cls: str) -> Any:
+            held = np.sum(layout.bytes_[layout.classes.index(cls)], axis=0)
+            return np.where(held > 0, layout.bytes_[layout.classes.index(cls), i] / np.where(held > 0, held, 1.0), 0.0)
+
+        kv = placement.kv_bandwidth_bytes_per_s
+        return ReadBandwidths(
+            None, None, kv, layout.tiers[i].bandwidth_bytes_per_s, _plain(share("weights")), _plain(share("experts"))
+        )
 
 
 def _check_tier_options(disaggregated: bool, kv_offload: str | None, prefix_hit_rate: float) -> None:
@@ -569,6 +617,8 @@ class _Memory:
     kv: Array
     act: Array
     placement: Placement
+    bandwidths: ReadBandwidths  # what the passes' reads see (planner.tiers)
+    local_needed: Any  # with a memory pool: first-tier bytes when every weight streams
     slots: Array  # requests the KV cache admits (serving), the batch (static)
     running: Array  # requests running: the slots in use
     max_batch: Array
@@ -588,7 +638,7 @@ def _memory(
     out_len: Array,
     per_replica: Array,
     serving: bool,
-    tiering: tuple[str | None, str] = (None, "optimal"),
+    tiering: tuple[str | None, str, MemoryPool | None] = (None, "optimal", None),
 ) -> _Memory:
     """A static batch holds every sequence at full length by the end and prefills every prompt at
     once; a serving engine holds what its admission reserves (planner.serving.held_tokens) and sets
@@ -597,32 +647,42 @@ def _memory(
     weights = parts.total_bytes
     kv_scale = drafter_kv_scale(spec, p, sp)
     tiers = device_tiers(cluster, cat)
-    kv_offload, policy = tiering
+    kv_offload, policy, pool = tiering
+    if pool is not None:  # the pool sits right past the first tier; weights stream from it
+        tiers = [tiers[0], pool.tier(cat, cluster.devices), *tiers[1:]]
     kv_tiers = offload_tiers(tiers, kv_offload)
     # the engine allocates the weights first; an offload tier extends the KV pool past them
-    room = tiers[0][1] - weights + sum(c for _, c, _ in tiers[1:kv_tiers])
+    local = 0.0 if pool is not None else weights  # pooled weights leave the first tier to the KV cache
+    room = tiers[0][1] - local + sum(c for _, c, _ in tiers[1:kv_tiers])
     held = held_tokens(profile, in_len, out_len) if serving else in_len + out_len
     workspace = np.minimum(float(profile.token_budget), in_len) if serving else per_replica * in_len
     act = inference_activation_bytes(spec, s, p, np.maximum(workspace, 1.0))
     slots = _max_sequences(spec, s, p, room, held, 1.0, workspace, kv_scale) if serving else per_replica
     running = np.minimum(per_replica, slots) if serving else per_replica
     kv = kv_bytes_per_sequence(spec, s, p, held) * kv_scale * np.ceil(running)
+    # streamed from a pool, a layer's weights are double-buffered in the first tier
+    staging = 0.0 if pool is None else 2.0 * weights / -(-spec.layers // s.pp)
     budget_ws = inference_activation_bytes(spec, s, p, float(profile.token_budget))
     per_token = float(kv_bytes_per_sequence(spec, s, p, KV_BLOCK_TOKENS)) / KV_BLOCK_TOKENS * kv_scale
+    placement = place(
+        parts,
+        act,
+        tiers,
+        kv=kv,
+        kv_tiers=kv_tiers,
+        expert_reads=expert_touch_share(spec, s, running),
+        embedding_reads=np.ceil(running) / spec.vocab_size,
+        policy=policy,
+        weights_remote=pool is not None,
+        staging=staging,
+    )
     return _Memory(
         weights=weights,
         kv=kv,
         act=act,
-        placement=place(
-            parts,
-            act,
-            tiers,
-            kv=kv,
-            kv_tiers=kv_tiers,
-            expert_reads=expert_touch_share(spec, s, running),
-            embedding_reads=np.ceil(running) / spec.vocab_size,
-            policy=policy,
-        ),
+        placement=placement,
+        bandwidths=placement.bandwidths if pool is None else pool.bandwidths(placement),
+        local_needed=None if pool is None else kv + act + staging,
         slots=slots,
         running=running,
         max_batch=_max_sequences(spec, s, p, room, in_len + out_len, in_len, 0.0, kv_scale),

@@ -21,7 +21,7 @@ from planner.arrays import messages
 from planner.catalog import Catalog
 from planner.cluster import Cluster
 from planner.ops import Precisions, Sharding
-from planner.tiers import ReadBandwidths, Tier, TensorClass, TierPlacement, optimal_placement, ordered_placement
+from planner.tiers import ReadBandwidths, TensorClass, Tier, TierPlacement, optimal_placement, ordered_placement
 from workloads.derived import kv_cache_bytes, moe_layer_count, moe_layer_params, parameter_counts
 from workloads.schema import ModelSpec
 
@@ -209,24 +209,28 @@ def place(
     expert_reads: Any = 1.0,
     embedding_reads: Any = 0.0,
     policy: str = "optimal",
+    weights_remote: bool = False,
+    staging: float = 0.0,
 ) -> Placement:
     """Place activations (`other`, pinned to the first tier), the KV cache (`kv`, in the first
     `kv_tiers` tiers: the first alone unless an offload tier is named) and the weights so that a
     decode step spends least time reading them (planner.tiers): classes a step reads less of
     (routed experts it does not touch: `expert_reads` of them per step; the embedding table:
-    `embedding_reads`) spill first. Element by element over the arrays. policy "ordered" is the
-    fixed order this replaced: activations and KV cache first, then all weights as one class
-    spilling in tier order (kept to compare against)."""
+    `embedding_reads`) spill first; `weights_remote` keeps every weight out of the first tier (a
+    memory pool holds them and streams them through `staging` bytes pinned there). Element by
+    element over the arrays. policy "ordered" is the fixed order this replaced: activations and
+    KV cache first, then all weights as one class spilling in tier order (kept to compare)."""
     parts = weights if isinstance(weights, WeightParts) else WeightParts(float(weights))
     # a pinned KV cache goes before the weights, an offloaded one after them (tiers' docstring)
     cache = TensorClass("kv-cache", kv, 1.0, tiers=kv_tiers)
     classes = [
         TensorClass("activations", other, tiers=1),
+        *([TensorClass("staging", staging, tiers=1)] if staging else []),
         *([cache] if kv_tiers == 1 else []),
-        TensorClass("weights", parts.dense_bytes, 1.0),
+        TensorClass("weights", parts.dense_bytes, 1.0, remote=weights_remote),
         *([] if kv_tiers == 1 else [cache]),
-        TensorClass("experts", parts.expert_bytes, expert_reads),
-        TensorClass("embedding", parts.embedding_bytes, embedding_reads),
+        TensorClass("experts", parts.expert_bytes, expert_reads, remote=weights_remote),
+        TensorClass("embedding", parts.embedding_bytes, embedding_reads, remote=weights_remote),
     ]
     if policy == "ordered":
         classes = [*classes[:2], TensorClass("weights", parts.total_bytes, 1.0)]
@@ -236,12 +240,14 @@ def place(
         layout = optimal_placement(classes, [Tier(n, c, b) for n, c, b in tiers])
     else:
         raise InvalidSpecError(f"unknown tier policy '{policy}' (allowed: optimal, ordered)")
-    o = np.asarray(other, dtype=np.float64) + np.asarray(kv, dtype=np.float64)
+    o = np.asarray(other, dtype=np.float64) + np.asarray(kv, dtype=np.float64) + staging
     w = parts.total_bytes
     name0, cap0, _ = tiers[0]
     unplaced = dict(zip(layout.classes, layout.unplaced_bytes, strict=True))
     # pinned bytes overflow their tiers
-    crowded = (unplaced["activations"] + unplaced["kv-cache"]) > 1e-6 * np.maximum(o, 1.0)
+    crowded = (unplaced["activations"] + unplaced["kv-cache"] + unplaced.get("staging", 0.0)) > 1e-6 * np.maximum(
+        o, 1.0
+    )
     rest = unplaced["weights"] + unplaced["experts"] + unplaced["embedding"]
     short = rest > 1e-6 * max(w, 1.0)  # every tier together is too small
     fits = ~crowded & ~short
@@ -263,8 +269,10 @@ def place(
         reason: Any = next((t.format(float(v) / 1e9) for mask, v, t in templates if mask), "fits")
     else:  # each scenario's own figures, in the words of its case
         reason = messages(o.shape, [(mask, value / 1e9, template) for mask, value, template in templates])
-    uses = tuple(MemoryTierUse(t.name, t.capacity_bytes, t.bandwidth_bytes_per_s, layout.tier_bytes(i))
-                 for i, t in enumerate(layout.tiers))
+    uses = tuple(
+        MemoryTierUse(t.name, t.capacity_bytes, t.bandwidth_bytes_per_s, layout.tier_bytes(i))
+        for i, t in enumerate(layout.tiers)
+    )
     one = o.ndim == 0
     return Placement(
         bool(fits) if one else fits,
@@ -273,7 +281,9 @@ def place(
         _shared(layout.bandwidth("weights")),
         uses,
         _shared(layout.bandwidth("experts" if policy == "optimal" else "weights")),
-        None if np.all(layout.bytes_[layout.classes.index("kv-cache"), 1:] == 0) else _shared(layout.bandwidth("kv-cache")),
+        None
+        if np.all(layout.bytes_[layout.classes.index("kv-cache"), 1:] == 0)
+        else _shared(layout.bandwidth("kv-cache")),
         layout,
     )
 

@@ -18,7 +18,7 @@ from planner.cluster import Cluster
 from planner.collectives import achieved_bandwidth
 from planner.evaluate import OpTime, bound_of, pass_times, total_time
 from planner.memory import weight_bytes_per_device
-from planner.ops import Phase, Precisions, Sharding, phase_ops
+from planner.ops import Op, Phase, Precisions, Sharding, phase_ops
 from planner.serving import SHAPES
 from planner.speculative import HEAD_OPS, Speculation
 from planner.tiers import ReadBandwidths
@@ -162,6 +162,14 @@ class Replica:
         return head + sum((t.total_s for t in times if t.op.name not in HEAD_OPS), np.zeros(())) / layers
 
 
+def _streamed(stage_s: Array, ops: list[Op], bw: Any) -> Array:
+    """A stage whose weights stream from a memory pool ends when both its compute and the fetch
+    of its weights do (the prefetcher overlaps the two; planner.tiers.ReadBandwidths)."""
+    if not isinstance(bw, ReadBandwidths) or bw.stream_bandwidth is None:
+        return stage_s
+    return np.maximum(stage_s, bw.stream_s(ops))
+
+
 def _varies(bw: Any) -> bool:
     return bw.varies if isinstance(bw, ReadBandwidths) else isinstance(bw, np.ndarray)
 
@@ -243,11 +251,11 @@ def pass_time(
     kernel = attention_kernel
     ops = phase_ops(spec, s, p, batch, seq, phase, context, 0, prefill_tokens, attention_kernel=kernel)
     times = pass_times(cluster, ops, p.compute, weight_bw)
-    stage = total_time(times)
+    stage = _streamed(total_time(times), ops, weight_bw)
     if s.pp > 1:  # the last stage adds the LM head; middle stages match stage 0 minus the embedding
         last_ops = phase_ops(spec, s, p, batch, seq, phase, context, s.pp - 1, prefill_tokens, attention_kernel=kernel)
         last_times = pass_times(cluster, last_ops, p.compute, weight_bw)
-        stage_total = stage * (s.pp - 1) + total_time(last_times)
+        stage_total = stage * (s.pp - 1) + _streamed(total_time(last_times), last_ops, weight_bw)
         times = times + [t for t in last_times if t.op.op_class in ("lm_head",)]
     else:
         stage_total = stage

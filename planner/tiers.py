@@ -47,12 +47,14 @@ class Tier:
 @dataclass(frozen=True)
 class TensorClass:
     """`bytes_` and `reads_per_step` may be arrays (one per scenario of a sweep). `tiers`: how many
-    of the fastest tiers the class may use (None: all; 1: pinned to the first)."""
+    of the fastest tiers the class may use (None: all; 1: pinned to the first). `remote`: the
+    class may not use the first tier (weights that live in a memory pool and stream from it)."""
 
     name: str
     bytes_: Any
     reads_per_step: Any = 1.0
     tiers: int | None = None
+    remote: bool = False
 
 
 @dataclass(frozen=True)
@@ -95,7 +97,7 @@ class TierPlacement:
         tiers past the first when `beyond_first`: what a link must carry while the first tier's
         reads run in the op roofline)."""
         bw = np.array([t.bandwidth_bytes_per_s for t in self.tiers])
-        a = self.reads_per_step.reshape(self.reads_per_step.shape[:1] + (1,) + self.reads_per_step.shape[1:])
+        a = self.reads_per_step.reshape((*self.reads_per_step.shape[:1], 1, *self.reads_per_step.shape[1:]))
         per = self.bytes_ * a / bw.reshape((1, -1) + (1,) * (self.bytes_.ndim - 2))
         return _out(np.sum(per[:, 1:] if beyond_first else per, axis=(0, 1)))
 
@@ -157,19 +159,21 @@ def _stack(classes: Sequence[TensorClass]) -> tuple[Array, Array]:
 
 
 def _fill(
-    classes: Sequence[TensorClass], tiers: list[Tier], limits: list[int], b: Array, a: Array, rank: Array
+    classes: Sequence[TensorClass], tiers: list[Tier], limits: list[int], b: Array, a: Array, rank: Any
 ) -> TierPlacement:
     """Take classes in `rank` order (per scenario); each fills the room left in its allowed tiers."""
     room = [np.full(b.shape[1:], t.capacity_bytes) for t in tiers]
-    x = np.zeros((len(classes), len(tiers)) + b.shape[1:])
+    x = np.zeros((len(classes), len(tiers), *b.shape[1:]))
     unplaced = np.zeros_like(b)
     lim = np.array(limits)
+    remote = np.array([c.remote for c in classes])
     for step in range(len(classes)):
         c = rank[step]  # which class each scenario takes at this step
         left = np.take_along_axis(b, c[None], axis=0)[0]
-        allowed_n = lim[c]
+        allowed_n, skip = lim[c], remote[c]
         for t in range(len(tiers)):
-            take = np.where(t < allowed_n, np.minimum(np.maximum(room[t], 0.0), left), 0.0)
+            ok = (t < allowed_n) & ~(skip & (t == 0))
+            take = np.where(ok, np.minimum(np.maximum(room[t], 0.0), left), 0.0)
             room[t] = room[t] - take
             left = left - take
             np.put_along_axis(x[:, t], c[None], np.take_along_axis(x[:, t], c[None], axis=0) + take[None], axis=0)
@@ -190,12 +194,37 @@ class ReadBandwidths:
     weights: Any
     experts: Any = None
     kv: Any = None
+    # streamed weights (a memory pool with prefetch): the pool's bandwidth and the share of the
+    # dense weights and of the experts that lie there; they are read from the first tier once
+    # fetched, and a pass waits for the fetch only where it outlasts the compute
+    stream_bandwidth: Any = None
+    streamed_weights: Any = 0.0
+    streamed_experts: Any = 0.0
+
+    def _values(self) -> tuple[Any, ...]:
+        return (
+            self.weights,
+            self.experts,
+            self.kv,
+            self.stream_bandwidth,
+            self.streamed_weights,
+            self.streamed_experts,
+        )
 
     @property
     def varies(self) -> bool:
-        """Whether any bandwidth is one per scenario (an array)."""
-        return any(isinstance(x, np.ndarray) for x in (self.weights, self.experts, self.kv))
+        """Whether any figure is one per scenario (an array)."""
+        return any(isinstance(x, np.ndarray) for x in self._values())
 
     def trailing(self) -> ReadBandwidths:
         """The same with a trailing axis, to broadcast against per-shape values."""
-        return ReadBandwidths(*(x[..., None] if isinstance(x, np.ndarray) else x for x in (self.weights, self.experts, self.kv)))
+        return ReadBandwidths(*(x[..., None] if isinstance(x, np.ndarray) else x for x in self._values()))
+
+    def stream_s(self, ops: Sequence[Any]) -> Any:
+        """Seconds to fetch a pass's streamed weights: each op's weight reads (op.count instances)
+        times the share of its class in the pool, over the pool's bandwidth."""
+        if self.stream_bandwidth is None:
+            return 0.0
+        share = {True: self.streamed_experts, False: self.streamed_weights}
+        fetched = sum((op.weight_bytes * op.count * share[op.op_class == "moe"] for op in ops), 0.0)
+        return fetched / self.stream_bandwidth

@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.optimize import linprog
 
-from planner.tiers import Tier, TensorClass, optimal_placement, ordered_placement
+from planner.tiers import TensorClass, Tier, optimal_placement, ordered_placement
 
 
 def _lp_read_s(classes: list[TensorClass], tiers: list[Tier]) -> float | None:
@@ -24,9 +24,7 @@ def _lp_read_s(classes: list[TensorClass], tiers: list[Tier]) -> float | None:
     a_ub = np.zeros((nt, nc * nt))
     for t in range(nt):
         a_ub[t, t::nt] = 1.0
-    bounds = [
-        (0.0, None if (c.tiers is None or t < c.tiers) else 0.0) for c in classes for t in range(nt)
-    ]
+    bounds = [(0.0, None if (c.tiers is None or t < c.tiers) else 0.0) for c in classes for t in range(nt)]
     res = linprog(
         cost,
         A_ub=a_ub,
@@ -111,9 +109,15 @@ def test_vectorised_over_scenarios_equals_one_by_one() -> None:
     together = optimal_placement(classes, tiers)
     for i in range(3):
         one = optimal_placement(
-            [TensorClass(c.name, np.asarray(c.bytes_).reshape(-1)[min(i, np.size(c.bytes_) - 1)],
-                         np.asarray(c.reads_per_step).reshape(-1)[min(i, np.size(c.reads_per_step) - 1)], c.tiers)
-             for c in classes],
+            [
+                TensorClass(
+                    c.name,
+                    np.asarray(c.bytes_).reshape(-1)[min(i, np.size(c.bytes_) - 1)],
+                    np.asarray(c.reads_per_step).reshape(-1)[min(i, np.size(c.reads_per_step) - 1)],
+                    c.tiers,
+                )
+                for c in classes
+            ],
             tiers,
         )
         assert np.allclose(together.bytes_[..., i], one.bytes_)
@@ -135,8 +139,8 @@ def test_engine_places_untouched_experts_past_hbm_and_decodes_faster() -> None:
     spills the embedding table (read one row per token) and experts only: 21.44 GB of experts,
     a quarter read = 5.36 GB. Saving (5.94 - 5.36) GB / 63 GB/s = 9.2 ms per token."""
     from planner import estimate_inference
-    from planner.ops import Sharding, expert_touch_share
     from planner.catalog import load_catalog, resolve_model
+    from planner.ops import Sharding, expert_touch_share
 
     kw = dict(batch=1, input_len=1024, output_len=128)
     best = estimate_inference("mixtral-8x7b", "h100-sxm", 1, **kw)
@@ -231,3 +235,29 @@ def test_bad_tier_options_are_one_line_errors() -> None:
         estimate_inference("llama3.1-8b", "h100-sxm", 1, kv_offload="cxl")
     with pytest.raises(InvalidSpecError, match=r"\[0, 1\)"):
         estimate_inference("llama3.1-8b", "h100-sxm", 1, prefix_hit_rate=1.2)
+
+
+def test_weights_streamed_from_a_pool_wait_only_when_the_fetch_outlasts_compute() -> None:
+    """FengHuang (arXiv 2511.10753): weights in a rack pool, prefetched a layer ahead. qwen3-235b
+    fp8 at TP 4, batch 8: a decode step fetches the dense weights and the experts its 8 tokens
+    touch, 1 - (1 - 8/128)^8 = 40.3% of them. At 1 TB/s the fetch (about 25 GB) binds; at 4.8 TB/s
+    the step is the same as with every weight in HBM. The first tier then holds only the KV
+    cache, activations and two layers of weights in flight."""
+    from planner import estimate_inference
+
+    kw = dict(tp=4, batch=8, input_len=1024, output_len=256, weight_precision="fp8")
+    local = estimate_inference("qwen3-235b-a22b", "h200-sxm", 4, **kw)
+    fast = estimate_inference("qwen3-235b-a22b", "h200-sxm", 4, memory_pool="fenghuang-pool", **kw)
+    slow = estimate_inference(
+        "qwen3-235b-a22b", "h200-sxm", 4, memory_pool="fenghuang-pool", memory_pool_bandwidth=1e12, **kw
+    )
+    assert fast.tpot_s == pytest.approx(local.tpot_s, rel=1e-6)
+    pool = slow.tier_placement["pool"]
+    share = 1 - (1 - 8 / 128) ** 8
+    fetched = pool["weights"] + share * pool["experts"]
+    assert slow.tpot_s == pytest.approx(fetched / 1e12, rel=0.01)
+    hbm = slow.tier_placement["hbm"]
+    assert set(hbm) == {"activations", "staging", "kv-cache"}
+    assert hbm["staging"] == pytest.approx(2 * local.weight_bytes_per_device / 94)  # 94 layers
+    assert slow.local_memory_needed_bytes == pytest.approx(sum(hbm.values()))
+    assert slow.local_memory_needed_bytes < 0.07 * local.weight_bytes_per_device  # "up to 93% less local memory"
