@@ -1351,8 +1351,14 @@ def tco_inference_cmd(
         power_cap_w=power_cap_w,
         catalog=cat,
     )
-    t = tco(r, ownership=ownership, assumptions=a, capex_usd_per_device=capex_usd,
-            reserved_discount=reserved_discount, catalog=cat)
+    t = tco(
+        r,
+        ownership=ownership,
+        assumptions=a,
+        capex_usd_per_device=capex_usd,
+        reserved_discount=reserved_discount,
+        catalog=cat,
+    )
     _emit_tco(t, fmt, out, force)
 
 
@@ -1422,8 +1428,15 @@ def tco_training_cmd(
         power_cap_w=power_cap_w,
         catalog=cat,
     )
-    t = tco(r, ownership=ownership, assumptions=a, capex_usd_per_device=capex_usd,
-            reserved_discount=reserved_discount, token_budget=token_budget, catalog=cat)
+    t = tco(
+        r,
+        ownership=ownership,
+        assumptions=a,
+        capex_usd_per_device=capex_usd,
+        reserved_discount=reserved_discount,
+        token_budget=token_budget,
+        catalog=cat,
+    )
     _emit_tco(t, fmt, out, force)
 
 
@@ -1654,6 +1667,125 @@ def plan_fleet_cmd(
     render_rows([{k: r[k] for k in columns} for r in plan.workloads], "table", title="cost per workload")
     for m in plan.messages:
         typer.echo(f"note: {m}", err=True)
+
+
+def _model_counts(values: list[str]) -> list[Any]:
+    """--model ID[:COUNT]: COUNT copies (CoE experts) of one architecture."""
+    out: list[Any] = []
+    for v in values:
+        ref, _, count = v.rpartition(":")
+        if ref and count.isdigit():
+            out.append((ref, int(count)))
+        else:
+            out.append(v)
+    return out
+
+
+@plan_app.command("models")
+def plan_models_cmd(
+    model: Annotated[
+        list[str],
+        typer.Option("--model", "-m", help="Model ID, config.json or YAML; ID:COUNT for COUNT experts of it (repeat)."),
+    ],
+    hardware: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--hardware", "-H", help="Node types, system or device ID (repeat); default sn40l-node, dgx-a100, dgx-h100."
+        ),
+    ] = None,
+    popularity: Annotated[
+        str, typer.Option(help="Request mix: zipf:<s>, uniform, or a file with one count per model (one a line).")
+    ] = "zipf:1.0",
+    batch: Annotated[int, typer.Option(min=1, help="Prompts per request (one static batch to one model).")] = 1,
+    input_len: Annotated[int, typer.Option(min=1, help="Prompt tokens.")] = 1024,
+    output_len: Annotated[int, typer.Option(min=1, help="Generated tokens.")] = 256,
+    latency_target: Annotated[
+        float | None, typer.Option(help="Latency target in seconds: the fewest nodes of each type meeting it.")
+    ] = None,
+    target_metric: Annotated[str, typer.Option(help="What the target bounds: mean, p50, p90 or p99.")] = "p99",
+    policy: Annotated[
+        str, typer.Option(help="Residency: lru (SambaNova's runtime) or static (optimal knapsack).")
+    ] = "lru",
+    router: Annotated[str | None, typer.Option(help="Router model ID, run before every request (CoE).")] = None,
+    weight_precision: Annotated[str, typer.Option(help="Weight precision of the models.")] = "bf16",
+    reserve_fraction: Annotated[
+        float, typer.Option(help="Fast-tier share kept free for the framework (0: the SN40L paper's optimistic DGX).")
+    ] = 0.10,
+    host_links: Annotated[
+        int, typer.Option(min=1, help="Host links a switch from host DRAM uses at once (1: the SN40L paper's DGX).")
+    ] = 1,
+    out: OutOpt = None,
+    force: ForceOpt = False,
+    fmt: FormatOpt = Format.table,
+    catalog: CatalogOpt = None,
+) -> None:
+    """Many models on nodes of each type: which stay resident in the fast tier, the switch cost from
+    the slower tier, the hit rate and latency, and how many nodes hold and serve them (SN40L
+    Composition of Experts, arXiv:2405.07518). --out report.html: latency against the number of models.
+
+    Example: planner plan models -m llama2-7b:850 --router llama2-7b -H sn40l-node -H dgx-h100 --output-len 20
+    """
+    from pathlib import Path
+
+    from planner.files import check_writable
+    from planner.formatting import render_record, render_rows, to_json
+    from solvers.models_plan import plan_models
+
+    pop: Any = popularity
+    if not popularity.startswith(("zipf:", "uniform")):
+        path = Path(popularity)
+        if not path.is_file():
+            raise PlannerError(f"--popularity '{popularity}': use zipf:<s>, uniform or a file of counts")
+        try:
+            pop = [float(x) for x in path.read_text(encoding="utf-8").split()]
+        except ValueError:
+            raise PlannerError(f"--popularity file '{path}': every line must be one number") from None
+    if out is not None:
+        if not out.lower().endswith((".html", ".json", ".csv", ".xlsx")):
+            raise PlannerError(f"--out must end in .html, .json, .csv or .xlsx (got '{out}')")
+        check_writable(out, force)
+    plan = plan_models(
+        _model_counts(model),
+        hardware=tuple(hardware) if hardware else ("sn40l-node", "dgx-a100", "dgx-h100"),
+        popularity=pop,
+        batch=batch,
+        input_len=input_len,
+        output_len=output_len,
+        latency_target_s=latency_target,
+        target_metric=target_metric,
+        policy=policy,
+        router=router,
+        weight_precision=weight_precision,
+        reserve_fraction=reserve_fraction,
+        host_links=host_links,
+        catalog=_catalog(catalog),
+    )
+    if out is not None:
+        _write_data_or_report(plan, out, force, "planner.report_models", "models_report")
+    if fmt is Format.json:
+        _emit(to_json(plan.to_dict()))
+        return
+    if fmt is Format.csv:
+        _emit(render_rows(list(plan.node_types), "csv"))
+        return
+    render_record({k: v for k, v in plan.summary().items() if v is not None}, "table", title="models")
+    columns = (
+        "hardware",
+        "nodes",
+        "nodes_to_hold_in_fast",
+        "nodes_to_hold_at_all",
+        "nodes_for_target",
+        "resident_models",
+        "hit_rate",
+        "switch_s",
+        "router_s",
+        "mean_latency_s",
+        "p99_latency_s",
+        "spills_at_models",
+    )
+    render_rows([{k: r[k] for k in columns} for r in plan.node_types], "table", title="per node type")
+    if plan.rejected:
+        render_rows([{"option": k, "why": v} for k, v in plan.rejected.items()], "table", title="left out")
 
 
 def _fail(message: str, code: int) -> NoReturn:

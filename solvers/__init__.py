@@ -26,5 +26,7 @@ __all__ = install_lazy_exports(
         "FleetPlan": "solvers.fleet_plan",
         "plan_agent": "solvers.agent_plan",
         "AgentPlan": "solvers.agent_plan",
+        "plan_models": "solvers.models_plan",
+        "ModelsPlan": "solvers.models_plan",
     },
 )
