@@ -352,6 +352,24 @@ def estimate_inference_cmd(
     expert_loads: ExpertLoadsOpt = None,
     expert_placement: ExpertPlacementOpt = None,
     power_cap_w: PowerCapOpt = None,
+    kv_offload: Annotated[
+        str | None,
+        typer.Option(
+            help="Let the KV cache grow into this tier: cpu, cxl, nvme or a tier name (vLLM/LMCache offload)."
+        ),
+    ] = None,
+    prefix_hit_rate: Annotated[
+        float, typer.Option(min=0.0, max=0.999999, help="Share of each prompt found in the prefix cache [0, 1).")
+    ] = 0.0,
+    memory_pool: Annotated[
+        str | None, typer.Option(help="Stream weights from this memory-pool device (e.g. fenghuang-pool).")
+    ] = None,
+    memory_pool_bandwidth: Annotated[
+        float | None, typer.Option(min=1.0, help="Override the pool's bandwidth per device, bytes/s.")
+    ] = None,
+    tier_policy: Annotated[
+        str, typer.Option(help="optimal (densest reads in the fastest tier) or ordered (the old fixed order).")
+    ] = "optimal",
     out: OutOpt = None,
     force: ForceOpt = False,
     fmt: FormatOpt = Format.table,
@@ -396,6 +414,11 @@ def estimate_inference_cmd(
         expert_loads=expert_loads,
         expert_placement=expert_placement,
         power_cap_w=power_cap_w,
+        kv_offload=kv_offload,
+        prefix_hit_rate=prefix_hit_rate,
+        memory_pool=memory_pool,
+        memory_pool_bandwidth=memory_pool_bandwidth,
+        tier_policy=tier_policy,
     )
     keys = [
         "model",
@@ -442,6 +465,14 @@ def estimate_inference_cmd(
         "expert_load_max_over_mean",
         "moe_prefill_s",
         "moe_decode_s",
+        "kv_offload",
+        "prefix_hit_rate",
+        "prefix_load_s",
+        "context_switch_s",
+        "context_switch_tier",
+        "memory_pool",
+        "local_memory_needed_bytes",
+        "tier_placement_bytes",
     ]
     _emit_estimate(r, fmt, keys, f"{r.model} on {r.devices} x {r.hardware}", out, force, catalog)
 

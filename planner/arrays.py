@@ -33,7 +33,7 @@ def frame(d: dict[str, Any]) -> Any:
 
 
 def _flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """Nested dicts (a tier placement) become columns named by their path: tier_placement.hbm.weights."""
+    """Nested dicts (a tier placement) become columns named by their path: tier_placement_bytes.hbm.weights."""
     out: dict[str, Any] = {}
     for k, v in d.items():
         if isinstance(v, dict):

@@ -126,7 +126,7 @@ class InferenceResult(WithOps):
     expert_load_max_over_mean: float | None = None  # MoE: the busiest EP rank's routed tokens over the mean
     power_cap_w: float | None = None  # the board power cap the estimate ran under, if any
     # planner.tiers: {tier: {tensor class: bytes per device}} (the mean over a sweep's scenarios)
-    tier_placement: dict[str, dict[str, float]] = field(default_factory=dict)
+    tier_placement_bytes: dict[str, dict[str, float]] = field(default_factory=dict)
     kv_offload: str | None = None  # the tier the KV cache may spill to and prefix hits load from
     prefix_hit_rate: float = 0.0  # share of each prompt whose KV cache is found cached
     prefix_load_s: Any = None  # loading the cached prefix from the offload tier (inside ttft_s)
@@ -265,7 +265,7 @@ def estimate_inference(
     Power (planner.power): `avg_power_w` per device and `energy_j_per_token` come with every result;
     `power_cap_w` caps each device's board power (its math clock drops to fit).
     Memory tiers (planner.tiers): weights, KV cache and activations are placed over the device's
-    tiers to minimise read time (`tier_placement`). `kv_offload` (cpu, cxl, nvme or a tier name)
+    tiers to minimise read time (`tier_placement_bytes`). `kv_offload` (cpu, cxl, nvme or a tier name)
     lets the KV cache grow into that tier, read there at its bandwidth; `prefix_hit_rate` is the
     share of each prompt found cached: only the rest is prefilled, and with an offload tier the
     hits are loaded from it first (vLLM's offloading connector, LMCache). `context_switch_s` moves
@@ -426,7 +426,7 @@ def estimate_inference(
         expert_load_max_over_mean=s.expert_imbalance if spec.moe is not None else None,
         power_cap_w=power_cap_w,
         device_power=device_power(cluster.device, cluster.perf.clock_scale, power_cap_w),
-        tier_placement=placement.as_dict(),
+        tier_placement_bytes=placement.as_dict(),
         memory_pool=memory_pool,
         local_memory_needed_bytes=mem.local_needed,
         **hits.fields(),

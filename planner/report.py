@@ -69,6 +69,12 @@ def report(
 
             tiers = device_tiers(resolve_cluster(data["hardware"], data["devices"], cat), cat)
             figures.append(("Memory per device", memory_figure(_inference_memory(data), _cumulative(tiers))))
+            if data.get("memory_pool"):
+                from planner.inference import MemoryPool
+
+                tiers = [tiers[0], MemoryPool(data["memory_pool"]).tier(cat, data["devices"]), *tiers[1:]]
+            if data.get("tier_placement_bytes"):
+                figures.append(("Where each tensor lives (tier placement)", tier_figure(data, tiers)))
     heading = title or _title(data)
     page = html_page(heading, summary_table(data), figures)
     if path is not None:
@@ -256,6 +262,33 @@ def memory_figure(parts: dict[str, float], tiers: list[tuple[str, float]]) -> An
         if i == 0 or capacity < 4 * max(need, tiers[0][1]):  # far-off tiers (TBs of SSD) would flatten the bars
             fig.add_hline(y=capacity / 1e9, line_dash="dash" if i == 0 else "dot", annotation_text=label)
     fig.update_layout(barmode="stack", yaxis={"title": "GB"}, height=420)
+    return fig
+
+
+def tier_figure(d: dict[str, Any], tiers: list[tuple[str, float, float]]) -> Any:
+    """Per tier, the bytes of each tensor class the placement put there (planner.tiers), against
+    the tier's capacity, with its bandwidth in the axis label."""
+    import plotly.graph_objects as go
+
+    placed: dict[str, dict[str, float]] = d["tier_placement_bytes"]
+    shown = [t for t in tiers if t[0] in placed] or tiers[:1]
+    labels = [f"{n} ({b / 1e9:,.0f} GB/s)" if b else n for n, _, b in shown]
+    classes = list(dict.fromkeys(c for held in placed.values() for c in held))
+    fig = go.Figure()
+    for c in classes:
+        y = [placed.get(n, {}).get(c, 0.0) / 1e9 for n, _, _ in shown]
+        fig.add_trace(go.Bar(x=labels, y=y, name=c, hovertemplate="%{y:.2f} GB"))
+    fig.add_trace(
+        go.Scatter(
+            x=labels,
+            y=[cap / 1e9 for _, cap, _ in shown],
+            mode="markers",
+            marker={"symbol": "line-ew-open", "size": 40},
+            name="capacity",
+            hovertemplate="capacity %{y:.1f} GB",
+        )
+    )
+    fig.update_layout(barmode="stack", yaxis={"title": "GB per device"}, height=420)
     return fig
 
 

@@ -137,7 +137,7 @@ def _result_fields(kind: str) -> list[str]:
     cls = InferenceResult if kind == "inference" else TrainingResult
     # the data fields (not the op times or the power model, nor the tier placement: a mean over
     # the call's scenarios, which a chunk would change), then the figures derived from them
-    return [f.name for f in fields(cls) if f.compare and f.name != "tier_placement"] + list(cls.DERIVED)
+    return [f.name for f in fields(cls) if f.compare and f.name != "tier_placement_bytes"] + list(cls.DERIVED)
 
 
 def plan_grid(kind: str, knobs: Mapping[str, Any]) -> Grid:

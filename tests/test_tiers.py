@@ -145,12 +145,12 @@ def test_engine_places_untouched_experts_past_hbm_and_decodes_faster() -> None:
     kw = dict(batch=1, input_len=1024, output_len=128)
     best = estimate_inference("mixtral-8x7b", "h100-sxm", 1, **kw)
     fixed = estimate_inference("mixtral-8x7b", "h100-sxm", 1, tier_policy="ordered", **kw)
-    host = best.tier_placement["host-dram"]
+    host = best.tier_placement_bytes["host-dram"]
     assert set(host) == {"experts", "embedding"}
-    assert set(fixed.tier_placement["host-dram"]) == {"weights"}
+    assert set(fixed.tier_placement_bytes["host-dram"]) == {"weights"}
     share = expert_touch_share(resolve_model("mixtral-8x7b", load_catalog()), Sharding(), 1.0)
     assert share == 0.25
-    hbm = best.tier_placement["hbm"]
+    hbm = best.tier_placement_bytes["hbm"]
     experts = hbm["experts"] + host["experts"]
     weights = hbm["weights"] + experts + host["embedding"]
     spill = host["experts"] + host["embedding"]
@@ -182,7 +182,7 @@ def test_engine_placement_never_worse_than_the_fixed_order(model: str, hardware:
 
     cat = load_catalog()
     capacity = {n: c for n, c, _ in device_tiers(resolve_cluster(hardware, 1, cat), cat)}
-    for tier, held in best.tier_placement.items():  # capacities never exceeded
+    for tier, held in best.tier_placement_bytes.items():  # capacities never exceeded
         assert sum(held.values()) <= capacity[tier] * (1 + 1e-9)
 
 
@@ -252,11 +252,11 @@ def test_weights_streamed_from_a_pool_wait_only_when_the_fetch_outlasts_compute(
         "qwen3-235b-a22b", "h200-sxm", 4, memory_pool="fenghuang-pool", memory_pool_bandwidth=1e12, **kw
     )
     assert fast.tpot_s == pytest.approx(local.tpot_s, rel=1e-6)
-    pool = slow.tier_placement["pool"]
+    pool = slow.tier_placement_bytes["pool"]
     share = 1 - (1 - 8 / 128) ** 8
     fetched = pool["weights"] + share * pool["experts"]
     assert slow.tpot_s == pytest.approx(fetched / 1e12, rel=0.01)
-    hbm = slow.tier_placement["hbm"]
+    hbm = slow.tier_placement_bytes["hbm"]
     assert set(hbm) == {"activations", "staging", "kv-cache"}
     assert hbm["staging"] == pytest.approx(2 * local.weight_bytes_per_device / 94)  # 94 layers
     assert slow.local_memory_needed_bytes == pytest.approx(sum(hbm.values()))
