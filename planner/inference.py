@@ -360,7 +360,7 @@ def estimate_inference(
     rho: Any = None
     prefill_times: Sequence[OpTime]
     decode_times: Sequence[OpTime]
-    hits = _Hits(spec, s, p, cluster, cat, kv_offload, prefix_hit_rate, in_len, out_len)
+    hits = _Hits(spec, s, p, mem.tiers, kv_offload, prefix_hit_rate, in_len, out_len)
     if concurrency is None:  # every prompt of the batch prefilled at once
         prefill_s, prefill_times = hits.prefill(rep, per_replica)
         decode_s, decode_times = rep.decode(active, in_len, context_mid)
@@ -537,8 +537,7 @@ class _Hits:
     spec: ModelSpec
     s: Sharding
     p: Precisions
-    cluster: Cluster
-    cat: Catalog
+    tiers: list[tuple[str, float, float]]  # the device's, as planner.memory.device_tiers gives them
     kv_offload: str | None
     rate: float
     in_len: Array
@@ -547,7 +546,7 @@ class _Hits:
     @functools.cached_property
     def tier(self) -> tuple[str, float] | None:
         """(name, bandwidth) of the tier the KV cache moves to: the offload tier, else the next."""
-        tiers = device_tiers(self.cluster, self.cat)
+        tiers = self.tiers
         k = offload_tiers(tiers, self.kv_offload)
         name, _, bw = tiers[k - 1] if k > 1 else tiers[1] if len(tiers) > 1 else (None, 0.0, 0.0)
         return None if name is None else (name, bw)
@@ -618,6 +617,7 @@ class _Memory:
     act: Array
     placement: Placement
     bandwidths: ReadBandwidths  # what the passes' reads see (planner.tiers)
+    tiers: list[tuple[str, float, float]]  # the device's own (a memory pool not among them)
     local_needed: Any  # with a memory pool: first-tier bytes when every weight streams
     slots: Array  # requests the KV cache admits (serving), the batch (static)
     running: Array  # requests running: the slots in use
@@ -646,7 +646,7 @@ def _memory(
     parts = weight_parts(spec, s, p, drafter_weight_bytes(spec, s, p, sp))
     weights = parts.total_bytes
     kv_scale = drafter_kv_scale(spec, p, sp)
-    tiers = device_tiers(cluster, cat)
+    own = tiers = device_tiers(cluster, cat)
     kv_offload, policy, pool = tiering
     if pool is not None:  # the pool sits right past the first tier; weights stream from it
         tiers = [tiers[0], pool.tier(cat, cluster.devices), *tiers[1:]]
@@ -682,6 +682,7 @@ def _memory(
         act=act,
         placement=placement,
         bandwidths=placement.bandwidths if pool is None else pool.bandwidths(placement),
+        tiers=own,
         local_needed=None if pool is None else kv + act + staging,
         slots=slots,
         running=running,

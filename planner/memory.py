@@ -42,9 +42,30 @@ class MemoryTierUse:
     used_bytes: Array | float
 
 
+@dataclass(frozen=True)
+class WeightParts:
+    """Weights on one device split by how often a decode step reads them (planner.tiers): the
+    dense layers and output head every step, routed expert slots only when a token is routed to
+    them, the input embedding table one row per token."""
+
+    dense_bytes: float
+    expert_bytes: float = 0.0
+    embedding_bytes: float = 0.0
+
+    @property
+    def total_bytes(self) -> float:
+        return self.dense_bytes + self.expert_bytes + self.embedding_bytes
+
+
 def weight_bytes_per_device(spec: ModelSpec, s: Sharding, p: Precisions) -> float:
     """Weights on one device: dense parts split over TP x PP, routed expert slots (the experts and
     their redundant replicas) over EP x expert TP."""
+    return weight_parts(spec, s, p).total_bytes
+
+
+def weight_parts(spec: ModelSpec, s: Sharding, p: Precisions, extra_dense_bytes: float = 0.0) -> WeightParts:
+    """The weights on one device split by how often a decode step reads them (a drafter's weights,
+    `extra_dense_bytes`, count as dense)."""
     counts = parameter_counts(spec)
     m = moe_layer_params(spec)
     experts = slots = 0.0
@@ -54,7 +75,11 @@ def weight_bytes_per_device(spec: ModelSpec, s: Sharding, p: Precisions) -> floa
     dense = counts.total - experts
     # a quantised checkpoint keeps its embeddings and output head in 16 bits (ops.head_precisions)
     head = (counts.embedding + counts.lm_head) * max(2.0 - p.weight_bytes, 0.0) / (s.tp * s.pp)
-    return (dense / (s.tp * s.pp) + slots / (s.ep * s.expert_tp * s.pp)) * p.weight_bytes + head
+    expert_bytes = slots / (s.ep * s.expert_tp * s.pp) * p.weight_bytes
+    total = dense / (s.tp * s.pp) * p.weight_bytes + head + expert_bytes
+    # an untied input table is only gathered from; a tied one is the output head, read whole
+    embedding = 0.0 if spec.tied_embeddings else counts.embedding * max(2.0, p.weight_bytes) / (s.tp * s.pp)
+    return WeightParts(total - expert_bytes - embedding + extra_dense_bytes, expert_bytes, embedding)
 
 
 def kv_bytes_per_sequence(spec: ModelSpec, s: Sharding, p: Precisions, tokens: object) -> Array:
@@ -144,35 +169,6 @@ def _host_link_bandwidth(cluster: Cluster) -> float:
 
 
 @dataclass(frozen=True)
-class WeightParts:
-    """Weights on one device split by how often a decode step reads them (planner.tiers): the
-    dense layers and output head every step, routed expert slots only when a token is routed to
-    them, the input embedding table one row per token."""
-
-    dense_bytes: float
-    expert_bytes: float = 0.0
-    embedding_bytes: float = 0.0
-
-    @property
-    def total_bytes(self) -> float:
-        return self.dense_bytes + self.expert_bytes + self.embedding_bytes
-
-
-def weight_parts(spec: ModelSpec, s: Sharding, p: Precisions, extra_dense_bytes: float = 0.0) -> WeightParts:
-    """`weight_bytes_per_device` split into WeightParts (a drafter's weights count as dense)."""
-    counts = parameter_counts(spec)
-    total = weight_bytes_per_device(spec, s, p)
-    m = moe_layer_params(spec)
-    experts = 0.0
-    if m is not None and spec.moe is not None:
-        slots = float(m.routed_expert.total * moe_layer_count(spec)) * (spec.moe.experts + s.redundant_experts)
-        experts = slots / (s.ep * s.expert_tp * s.pp) * p.weight_bytes
-    # an untied input table is only gathered from; a tied one is the output head, read whole
-    embedding = 0.0 if spec.tied_embeddings else counts.embedding * max(2.0, p.weight_bytes) / (s.tp * s.pp)
-    return WeightParts(total - experts - embedding + extra_dense_bytes, experts, embedding)
-
-
-@dataclass(frozen=True)
 class Placement:
     """Where a device's bytes lie over its tiers (planner.tiers.optimal_placement) and the
     bandwidth each kind of read then sees. Per scenario when the inputs are arrays (a sweep):
@@ -242,7 +238,14 @@ def place(
         raise InvalidSpecError(f"unknown tier policy '{policy}' (allowed: optimal, ordered)")
     o = np.asarray(other, dtype=np.float64) + np.asarray(kv, dtype=np.float64) + staging
     w = parts.total_bytes
-    name0, cap0, _ = tiers[0]
+    name0, cap0, bw0 = tiers[0]
+    if o.ndim == 0 and not layout.bytes_[:, 1:].any() and not layout.unplaced_bytes.any():  # all in the first tier
+        held = layout.bytes_.sum(axis=0).tolist()
+        uses = tuple(
+            MemoryTierUse(t.name, t.capacity_bytes, t.bandwidth_bytes_per_s, held[i])
+            for i, t in enumerate(layout.tiers)
+        )
+        return Placement(True, "fits", 0.0, bw0, uses, bw0, None, layout)
     unplaced = dict(zip(layout.classes, layout.unplaced_bytes, strict=True))
     # pinned bytes overflow their tiers
     crowded = (unplaced["activations"] + unplaced["kv-cache"] + unplaced.get("staging", 0.0)) > 1e-6 * np.maximum(

@@ -103,10 +103,10 @@ class TierPlacement:
 
     def as_dict(self) -> dict[str, dict[str, Any]]:
         """{tier: {class: bytes}} for the classes a tier holds (the mean over a sweep's scenarios)."""
+        means = self.bytes_.reshape(len(self.classes), len(self.tiers), -1).mean(axis=-1).tolist()
         out: dict[str, dict[str, Any]] = {}
         for t, tier in enumerate(self.tiers):
-            held = {c: float(np.mean(self.bytes_[i, t])) for i, c in enumerate(self.classes)}
-            held = {c: b for c, b in held.items() if b > 0}
+            held = {c: means[i][t] for i, c in enumerate(self.classes) if means[i][t] > 0}
             if held:
                 out[tier.name] = held
         return out
@@ -124,6 +124,8 @@ def optimal_placement(classes: Sequence[TensorClass], tiers: Sequence[Tier]) -> 
     b, a = _stack(classes)
     key = np.where(np.array([c.tiers == 1 for c in classes]).reshape((-1,) + (1,) * (a.ndim - 1)), np.inf, a)
     rank = np.argsort(-key, axis=0, kind="stable")
+    if b.ndim == 1:  # one scenario: the same greedy on Python floats (numpy's per-call cost dominates)
+        return _fill_one(classes, sorted_tiers, limits, b, a, [int(i) for i in rank])
     return _fill(classes, sorted_tiers, limits, b, a, rank)
 
 
@@ -152,10 +154,32 @@ def _allowed(c: TensorClass, order: list[int]) -> int:
 
 
 def _stack(classes: Sequence[TensorClass]) -> tuple[Array, Array]:
+    if all(not isinstance(x, np.ndarray) or x.ndim == 0 for c in classes for x in (c.bytes_, c.reads_per_step)):
+        return np.array([float(c.bytes_) for c in classes]), np.array([float(c.reads_per_step) for c in classes])
     shape = np.broadcast_shapes(*(np.shape(c.bytes_) for c in classes), *(np.shape(c.reads_per_step) for c in classes))
     b = np.stack([np.broadcast_to(np.asarray(c.bytes_, dtype=np.float64), shape) for c in classes])
     a = np.stack([np.broadcast_to(np.asarray(c.reads_per_step, dtype=np.float64), shape) for c in classes])
     return b, a
+
+
+def _fill_one(
+    classes: Sequence[TensorClass], tiers: list[Tier], limits: list[int], b: Array, a: Array, rank: list[int]
+) -> TierPlacement:
+    """`_fill` for one scenario (tied to it by tests/test_tiers.py's vectorised-equals-scalar test)."""
+    room = [t.capacity_bytes for t in tiers]
+    x = [[0.0] * len(tiers) for _ in classes]
+    unplaced = [0.0] * len(classes)
+    for c in rank:
+        left = float(b[c])
+        for t in range(limits[c]):
+            if t == 0 and classes[c].remote:
+                continue
+            take = min(max(room[t], 0.0), left)
+            room[t] -= take
+            left -= take
+            x[c][t] = take
+        unplaced[c] = left
+    return TierPlacement(tuple(c.name for c in classes), tuple(tiers), np.array(x), np.array(unplaced), a)
 
 
 def _fill(
