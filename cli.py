@@ -306,6 +306,39 @@ def _emit_estimate(
         render_rows(by_phase_and_class(rows), "table", title="time per op class and phase")
 
 
+OffloadOpt = Annotated[
+    str | None,
+    typer.Option(
+        help="Where optimizer state, fp32 master weights and gradients live (ZeRO-Offload/Infinity): "
+        "none, cpu, cxl, nvme, or a per-tensor map 'optimizer=cpu,master=cxl,gradients=cpu'."
+    ),
+]
+OffloadPolicyOpt = Annotated[
+    str,
+    typer.Option(help="How --offload cxl places tensors: dram-only, interleave or cxl-aware."),
+]
+OffloadDpuOpt = Annotated[
+    bool, typer.Option(help="One-step delayed parameter update: the CPU step overlaps the next step.")
+]
+CxlCardsOpt = Annotated[
+    int | None, typer.Option(min=0, help="CXL memory expanders per node (default: the system's attached ones).")
+]
+CxlDeviceOpt = Annotated[str | None, typer.Option(help="CXL expander ID (default cxl-expander-ddr5).")]
+
+
+def _offload_spec(text: str | None) -> object:
+    """'cpu' as is; 'optimizer=cpu,master=cxl,gradients=cpu' as a map (bad keys are reported by
+    planner.offload.parse_offload with the allowed names, exit code 2)."""
+    if text is None or "=" not in text:
+        return text
+    from hardware_db.errors import InvalidSpecError
+
+    pairs = [p.split("=", 1) for p in text.split(",") if p]
+    if any(len(p) != 2 for p in pairs):
+        raise InvalidSpecError(f"--offload map must be tensor=tier pairs joined by commas (got {text!r})")
+    return {k.strip(): v.strip() for k, v in pairs}
+
+
 @estimate_app.command("inference")
 def estimate_inference_cmd(
     model: ModelOpt,
@@ -505,6 +538,11 @@ def estimate_training_cmd(
     expert_loads: ExpertLoadsOpt = None,
     expert_placement: ExpertPlacementOpt = None,
     power_cap_w: PowerCapOpt = None,
+    offload: OffloadOpt = None,
+    offload_policy: OffloadPolicyOpt = "cxl-aware",
+    offload_dpu: OffloadDpuOpt = False,
+    cxl_cards: CxlCardsOpt = None,
+    cxl_device: CxlDeviceOpt = None,
     out: OutOpt = None,
     force: ForceOpt = False,
     fmt: FormatOpt = Format.table,
@@ -541,6 +579,11 @@ def estimate_training_cmd(
         expert_loads=expert_loads,
         expert_placement=expert_placement,
         power_cap_w=power_cap_w,
+        offload=_offload_spec(offload),
+        offload_policy=offload_policy,
+        offload_dpu=offload_dpu,
+        cxl_cards=cxl_cards,
+        cxl_device=cxl_device,
     )
     _emit_estimate(r, fmt, list(r.to_dict()), f"{r.model} training on {r.devices} x {r.hardware}", out, force, catalog)
 

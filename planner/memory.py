@@ -118,7 +118,7 @@ def device_tiers(cluster: Cluster, catalog: Catalog) -> list[tuple[str, float, f
         if t is not main and t.tier not in ("sram",) and t.capacity_bytes > 0:
             tiers.append((t.tier, t.capacity_bytes, t.bandwidth_bytes_per_s * perf.memory_fraction))
     system = cluster.system
-    host_bw = _host_link_bandwidth(cluster)
+    host_bw = host_link_bandwidth(cluster)
     share = max(1, system.devices if system else 1)
     if system is not None and system.host is not None and host_bw > 0:
         tiers.append(("host-dram", system.host.dram_bytes / share, host_bw))
@@ -155,7 +155,7 @@ def offload_tiers(tiers: list[tuple[str, float, float]], offload: str | None) ->
     return names.index(want) + 1
 
 
-def _host_link_bandwidth(cluster: Cluster) -> float:
+def host_link_bandwidth(cluster: Cluster) -> float:
     h = cluster.device.host_link
     if h is None:
         return 0.0

@@ -25,7 +25,7 @@ from scipy.optimize import Bounds, LinearConstraint, brentq, milp
 from hardware_db.errors import InvalidSpecError
 from planner.catalog import Catalog
 from planner.cluster import Cluster
-from planner.memory import RESERVE_FRACTION, _host_link_bandwidth, device_tiers
+from planner.memory import RESERVE_FRACTION, device_tiers, host_link_bandwidth
 
 Array = npt.NDArray[np.float64]
 
@@ -74,7 +74,7 @@ def node_memory(
     dev, n = cluster.device, cluster.devices
     main = dev.main_memory
     fast = NodeTier(main.tier, main.capacity_bytes * (1 - reserve_fraction) * n, main.bandwidth_bytes_per_s * n)
-    host_bw = _host_link_bandwidth(cluster) * (n if host_links is None else min(host_links, n))
+    host_bw = host_link_bandwidth(cluster) * (n if host_links is None else min(host_links, n))
     own = {t.tier: t for t in dev.memory}
     slow = []
     for name, cap, bw in device_tiers(cluster, catalog)[1:]:

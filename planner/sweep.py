@@ -135,9 +135,10 @@ def _result_fields(kind: str) -> list[str]:
     from planner.training import TrainingResult
 
     cls = InferenceResult if kind == "inference" else TrainingResult
-    # the data fields (not the op times or the power model, nor the tier placement: a mean over
-    # the call's scenarios, which a chunk would change), then the figures derived from them
-    return [f.name for f in fields(cls) if f.compare and f.name != "tier_placement_bytes"] + list(cls.DERIVED)
+    # the data fields (not the op times or the power model, nor nested records such as the tier
+    # placement: a mean over the call's scenarios, which a chunk would change), then the figures
+    # derived from them
+    return [f.name for f in fields(cls) if f.compare and not str(f.type).startswith("dict")] + list(cls.DERIVED)
 
 
 def plan_grid(kind: str, knobs: Mapping[str, Any]) -> Grid:

@@ -37,6 +37,7 @@ from planner.collectives import achieved_bandwidth, collective_time
 from planner.evaluate import ATTENTION_BACKWARD_FLOPS, OpTime, backward_s, pass_times
 from planner.expert_loads import Routing
 from planner.memory import RESERVE_FRACTION, weight_bytes_per_device
+from planner.offload import Offload, host_memory, offload_step, parse_offload
 from planner.ops import Precisions, Sharding, check_sharding, phase_ops
 from planner.power import LINK_SHARE, MEMORY_SHARE, DevicePower, device_power, pass_power_w, system_power_w
 from workloads.derived import attention_flops_per_token, bytes_per_element, parameter_counts
@@ -105,6 +106,12 @@ class TrainingResult(WithOps):
     moe_s: Any = None  # MoE layers' forward + backward per step (router, experts, all-to-alls), busiest EP rank
     expert_load_max_over_mean: float | None = None  # the busiest EP rank's routed tokens over the mean
     power_cap_w: float | None = None  # the board power cap the estimate ran under, if any
+    # ZeRO-Offload / ZeRO-Infinity (planner.offload): where optimizer, master and gradients live
+    offload: dict[str, str] | None = None  # tensor -> gpu/cpu/cxl/nvme; None: all on the device
+    offload_policy: str | None = None  # how "cxl" places them: dram-only, interleave, cxl-aware
+    offload_s: Any = 0.0  # what offloading adds to the step: CPU Adam, exposed PCIe copies
+    cpu_optimizer_s: Any = 0.0  # the CPU Adam step (replaces optimizer_s, which is then 0)
+    host_bytes_per_tier: dict[str, Any] = field(default_factory=dict)  # per GPU: dram, cxl, nvme
     device_power: DevicePower | None = field(default=None, repr=False, compare=False)
     # forward op times of one micro-batch on the first stage; rows are built only when asked for
     op_times: tuple[tuple[str, Any], ...] = field(default=(), repr=False, compare=False)
@@ -127,7 +134,7 @@ class TrainingResult(WithOps):
             busy * (np.asarray(self.compute_s) + self.recompute_s)
             + (pw.idle_w + pw.dynamic_w * LINK_SHARE) * np.asarray(comm)
             + (pw.idle_w + pw.dynamic_w * MEMORY_SHARE) * np.asarray(self.optimizer_s)
-            + pw.idle_w * np.asarray(self.pp_bubble_s)
+            + pw.idle_w * (np.asarray(self.pp_bubble_s) + np.asarray(self.offload_s))  # GPU waits on the host
         )
         return scalar_or_array(energy / np.asarray(self.step_time_s))
 
@@ -291,15 +298,18 @@ def _memory(
     v: Array,
     m: Array,
     attention_kernel: str | None,
+    offloaded: bool = False,
 ) -> tuple[Any, ...]:
     """Memory on the first stage (it holds the most in-flight micro-batches): weights, fp32 main
-    gradients and optimizer state as ZeRO shards them over the replicas, activations; the total,
-    the usable capacity, whether it fits and, where it does not, why (per scenario)."""
+    gradients and optimizer state as ZeRO shards them over the replicas (none when offloaded to
+    the host), activations; the total, the usable capacity, whether it fits and, where it does
+    not, why (per scenario)."""
     params_local = weights_local / 2.0
     full = rc == 2
     sharded = np.where(z >= 1, replicas, 1)
-    grad_bytes = params_local * 4.0 / np.where(z >= 2, replicas, 1)  # fp32 main gradients
-    opt_bytes = params_local * OPTIMIZER_BYTES_PER_PARAM / sharded
+    on_device = 0.0 if offloaded else 1.0
+    grad_bytes = on_device * params_local * 4.0 / np.where(z >= 2, replicas, 1)  # fp32 main gradients
+    opt_bytes = on_device * params_local * OPTIMIZER_BYTES_PER_PARAM / sharded
     w_bytes = weights_local / np.where(z >= 3, replicas, 1)
     # micro-batches whose activations the first stage holds: pp under 1F1B; interleaving over v
     # chunks holds pp (1 + (pp - 1) / (pp v)) (Korthikanti et al. 2022, section 4.2.3)
@@ -373,6 +383,12 @@ def estimate_training(
     expert_loads: Any = None,
     expert_placement: Any = None,
     power_cap_w: float | None = None,
+    offload: Any = None,
+    offload_policy: str = "cxl-aware",
+    offload_dpu: bool = False,
+    cxl_cards: int | None = None,
+    cxl_device: str | None = None,
+    host_dram_bytes: float | None = None,
 ) -> TrainingResult:
     """Estimate one training step. micro_batch, global_batch, seq_len, zero, recompute (names or 0/1/2)
     and virtual_stages may be numpy arrays (broadcast together): a solver evaluates many plans at once.
@@ -386,7 +402,11 @@ def estimate_training(
     (Wang et al., ASPLOS 2023, "Overlap communication with dependent computation via decomposition").
     MoE routing imbalance: `expert_imbalance`, or `expert_loads` with `expert_placement`, as in
     estimate_inference (planner.expert_loads). Power (planner.power): `avg_power_w` per device and
-    `energy_j_per_token`; `power_cap_w` caps each device's board power."""
+    `energy_j_per_token`; `power_cap_w` caps each device's board power.
+    Offload (planner.offload, ZeRO-Offload / ZeRO-Infinity): `offload` none, cpu, cxl, nvme or a
+    map {optimizer|master|gradients: gpu|cpu|cxl|nvme}; `offload_policy` places "cxl" (dram-only,
+    interleave, cxl-aware); `offload_dpu` delays the parameter update one step; `cxl_cards`,
+    `cxl_device` and `host_dram_bytes` override the node's catalogue host."""
     options = dict(locals())  # every argument, for the chunked sweep below
     cat = catalog if isinstance(catalog, Catalog) else load_catalog(catalog)
     knobs = {"micro_batch": micro_batch, "global_batch": global_batch, "seq_len": seq_len}
@@ -443,8 +463,15 @@ def estimate_training(
     dp_exposed, ag_exposed = _dp_comm(cluster, s, replicas, z, params_local, bwd, fwd, m, dp_overlap)
     sharded = np.where(z >= 1, replicas, 1)
     optimizer_s = params_local / sharded * OPTIMIZER_TRAFFIC_BYTES_PER_PARAM / cluster.perf.memory_bandwidth_bytes_per_s
+    off = parse_offload(offload)
+    host_step = None
+    if off is not None:
+        host = host_memory(cluster, cat, cxl_cards, cxl_device, host_dram_bytes)
+        host_step = offload_step(off, offload_policy, host, params_local / sharded, m, fwd, bwd, offload_dpu)
+        optimizer_s = np.zeros_like(optimizer_s)
+    offload_s = host_step.offload_s if host_step is not None else 0.0
 
-    step = m * t_mb + bubble + pp_comm + dp_exposed + ag_exposed + optimizer_s
+    step = m * t_mb + bubble + pp_comm + dp_exposed + ag_exposed + optimizer_s + offload_s
     tokens = B * S
     tokens_per_s = tokens / step
     peak = cluster.perf.peak_flops(p.compute)
@@ -453,8 +480,10 @@ def estimate_training(
     hfu = executed_per_device / step / peak
 
     w_bytes, grad_bytes, opt_bytes, act, total, cap, fits, reason = _memory(
-        spec, s, p, cluster, b, S, z, replicas, weights_local, rc, v, m, attention_kernel
+        spec, s, p, cluster, b, S, z, replicas, weights_local, rc, v, m, attention_kernel, off is not None
     )
+    if host_step is not None:
+        fits, reason = _host_fits(fits, reason, host_step.fits, host_step.reason)
 
     sc = scalar_or_array
     return TrainingResult(
@@ -502,9 +531,35 @@ def estimate_training(
         moe_s=sc(m * moe) if spec.moe is not None else None,
         expert_load_max_over_mean=hot if spec.moe is not None else None,
         power_cap_w=power_cap_w,
+        **_offload_fields(off, offload_policy, host_step),
         device_power=device_power(cluster.device, cluster.perf.clock_scale, power_cap_w),
         op_times=(("forward", stage_times[0]),),
     )
+
+
+def _host_fits(fits: Any, reason: Any, host_fits: Any, host_reason: Any) -> tuple[Any, Any]:
+    """Fits on the device and in every host tier; the device's reason first, then the host's."""
+    both = np.logical_and(fits, host_fits)
+    if np.ndim(both) == 0 and np.ndim(reason) == 0 and np.ndim(host_reason) == 0:
+        return bool(both), reason if not fits else host_reason
+    shape = np.shape(both)
+    device_why = np.broadcast_to(np.asarray(reason_per_scenario(fits, reason), dtype=object), shape)
+    host_why = np.broadcast_to(np.asarray(host_reason, dtype=object), shape)
+    return both, np.where(np.broadcast_to(fits, shape), host_why, device_why)
+
+
+def _offload_fields(off: Offload | None, policy: str, step: Any) -> dict[str, Any]:
+    """The result's offload fields (their defaults when nothing is offloaded)."""
+    if off is None or step is None:
+        return {}
+    sc = scalar_or_array
+    return {
+        "offload": {t: getattr(off, t) for t in ("optimizer", "master", "gradients")},
+        "offload_policy": policy if off.policy_applies else None,
+        "offload_s": sc(step.offload_s),
+        "cpu_optimizer_s": sc(step.cpu_optimizer_s),
+        "host_bytes_per_tier": {k: sc(v) for k, v in step.host_bytes_per_tier.items()},
+    }
 
 
 def recompute_codes(recompute: Any) -> Any:

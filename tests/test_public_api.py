@@ -37,6 +37,7 @@ spec = cat.model("llama3.1-8b")
 MIX = solvers.plan_mix(profiles={"A": {"usd_per_hour": 1.0, "throughput": [[1.0]]}}, distribution=[[1.0]], rate=1.0)
 FLEET = solvers.plan_fleet("example", time_limit_s=10)
 AGENT = solvers.plan_agent("voice-agent", hardware=["h100-sxm", "a100-sxm-80gb"])
+MODELS = solvers.plan_models([("llama2-7b", 20)], hardware=("dgx-h100",), output_len=8)
 CALLS = {
     "PlannerError": lambda f: f("x"),
     "UnknownIdError": lambda f: f("x"),
@@ -76,6 +77,8 @@ CALLS = {
     "FleetPlan": lambda f: f(**{x.name: getattr(FLEET, x.name) for x in dataclasses.fields(f)}),
     "plan_agent": lambda f: f("voice-agent", hardware=["h100-sxm", "a100-sxm-80gb"]),
     "AgentPlan": lambda f: f(**{x.name: getattr(AGENT, x.name) for x in dataclasses.fields(f)}),
+    "plan_models": lambda f: f([("llama2-7b", 20)], hardware=("dgx-h100",), output_len=8),
+    "ModelsPlan": lambda f: f(**{x.name: getattr(MODELS, x.name) for x in dataclasses.fields(f)}),
     "DisaggregatedMixPlan": lambda f: f("m", Workload(1, 512, 128), Slo(1.0, 0.1), (), (), 0.0, 0.0, 0, "optimal", 0.0, 0.0),
 }
 names = [(p, n) for p in ("planner", "solvers") for n in sys.modules[p].__all__]
@@ -116,7 +119,7 @@ def test_every_export_is_the_object_and_callable_twice(order: str, tmp_path: Pat
         timeout=120,
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    assert result.stdout.strip() == "checked 39"
+    assert result.stdout.strip() == "checked 41"
 
 
 def test_submodule_imports_still_reach_the_modules() -> None:
