@@ -310,7 +310,7 @@ OffloadOpt = Annotated[
     str | None,
     typer.Option(
         help="Where optimizer state, fp32 master weights and gradients live (ZeRO-Offload/Infinity): "
-        "none, cpu, cxl, nvme, or a per-tensor map 'optimizer=cpu,master=cxl,gradients=cpu'."
+        "none, cpu, cxl, nvme, auto (the fastest that fits), or a map 'optimizer=cpu,master=cxl,gradients=cpu'."
     ),
 ]
 OffloadPolicyOpt = Annotated[

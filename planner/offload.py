@@ -228,10 +228,16 @@ def placement(off: Offload, policy: str, host: HostMemory, params: Any) -> dict[
 
 def host_bytes_per_tier(where: dict[str, dict[str, Any]], params: Any) -> dict[str, Any]:
     """Bytes one rank keeps in each host tier (tiers it does not use are left out)."""
-    out: dict[str, Any] = {}
+    return {tier: sum(held.values()) for tier, held in host_layout(where, params).items()}
+
+
+def host_layout(where: dict[str, dict[str, Any]], params: Any) -> dict[str, dict[str, Any]]:
+    """{host tier: {tensor: bytes}} one rank keeps there, tiers in HOST_TIERS order."""
+    out: dict[str, dict[str, Any]] = {}
     for t, tiers in where.items():
         for tier, frac in tiers.items():
-            out[tier] = out.get(tier, 0.0) + STORE_BYTES[t] * np.asarray(params, dtype=np.float64) * frac
+            held = out.setdefault(tier, {})
+            held[t] = held.get(t, 0.0) + STORE_BYTES[t] * np.asarray(params, dtype=np.float64) * frac
     return {k: out[k] for k in HOST_TIERS if k in out}
 
 
@@ -307,6 +313,7 @@ class OffloadStep:
     host_bytes_per_tier: dict[str, Any]
     fits: Any
     reason: Any
+    layout: dict[str, dict[str, Any]]  # {host tier: {tensor: bytes}}
 
 
 def offload_step(
@@ -334,7 +341,7 @@ def offload_step(
     cpu = cpu_optimizer_s(where, host, params)
     up = dma_s(2.0 * np.asarray(params, dtype=np.float64), where["dma"], host)
     tail = np.maximum(cpu + up - m * (forward_s + backward_s), 0.0) if dpu else cpu + up
-    return OffloadStep(cpu, exposed, up, exposed + tail, per_tier, fits, reason)
+    return OffloadStep(cpu, exposed, up, exposed + tail, per_tier, fits, reason, host_layout(where, params))
 
 
 def compare_policies(

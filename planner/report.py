@@ -57,29 +57,36 @@ def report(
         figures.append(("Roofline", roofline_figure(ops, device)))
     if "step_time_s" in data:
         figures.append(("Time per step", training_time_figure(data)))
-        figures.append(
-            ("Memory per device", memory_figure(_training_memory(data), [("usable hbm", data["capacity_bytes"])]))
-        )
+        usable = [("usable hbm", data["capacity_bytes"])]
+        figures.append(_memory_chart(data, cat, device, lambda: memory_figure(_training_memory(data), usable)))
         figures.append((timeline_heading(data), timeline_figure(data)))
     elif ops:
         figures.append(("Time per op class", inference_time_figure(ops)))
         if device is not None:
-            from planner.cluster import resolve_cluster
-            from planner.memory import device_tiers
-
-            tiers = device_tiers(resolve_cluster(data["hardware"], data["devices"], cat), cat)
-            figures.append(("Memory per device", memory_figure(_inference_memory(data), _cumulative(tiers))))
-            if data.get("memory_pool"):
-                from planner.inference import MemoryPool
-
-                tiers = [tiers[0], MemoryPool(data["memory_pool"]).tier(cat, data["devices"]), *tiers[1:]]
-            if data.get("tier_placement_bytes"):
-                figures.append(("Where each tensor lives (tier placement)", tier_figure(data, tiers)))
+            figures.append(_memory_chart(data, cat, device, None))
     heading = title or _title(data)
     page = html_page(heading, summary_table(data), figures)
     if path is not None:
         write_atomic(path, page, force)
     return page
+
+
+def _memory_chart(d: dict[str, Any], cat: Catalog, device: Any, fallback: Any) -> tuple[str, Any]:
+    """Memory per device: each tier with the tensors the placement put there (planner.tiers), or
+    the needs against the stacked tier capacities where a result has no placement."""
+    from planner.cluster import resolve_cluster
+    from planner.memory import device_tiers
+
+    tiers = device_tiers(resolve_cluster(d["hardware"], d["devices"], cat), cat) if device is not None else []
+    if d.get("memory_pool"):
+        from planner.inference import MemoryPool
+
+        tiers = [tiers[0], MemoryPool(d["memory_pool"]).tier(cat, d["devices"]), *tiers[1:]]
+    if d.get("tier_placement_bytes") and tiers:
+        return ("Memory per device, by tier (where each tensor lives)", tier_figure(d, tiers))
+    if fallback is not None:
+        return ("Memory per device", fallback())
+    return ("Memory per device", memory_figure(_inference_memory(d), _cumulative(tiers)))
 
 
 def _title(d: dict[str, Any]) -> str:
@@ -271,23 +278,18 @@ def tier_figure(d: dict[str, Any], tiers: list[tuple[str, float, float]]) -> Any
     import plotly.graph_objects as go
 
     placed: dict[str, dict[str, float]] = d["tier_placement_bytes"]
-    shown = [t for t in tiers if t[0] in placed] or tiers[:1]
+    known = {t[0] for t in tiers}
+    shown = [t for t in tiers if t[0] in placed] + [(n, 0.0, 0.0) for n in placed if n not in known]
     labels = [f"{n} ({b / 1e9:,.0f} GB/s)" if b else n for n, _, b in shown]
     classes = list(dict.fromkeys(c for held in placed.values() for c in held))
     fig = go.Figure()
     for c in classes:
         y = [placed.get(n, {}).get(c, 0.0) / 1e9 for n, _, _ in shown]
         fig.add_trace(go.Bar(x=labels, y=y, name=c, hovertemplate="%{y:.2f} GB"))
-    fig.add_trace(
-        go.Scatter(
-            x=labels,
-            y=[cap / 1e9 for _, cap, _ in shown],
-            mode="markers",
-            marker={"symbol": "line-ew-open", "size": 40},
-            name="capacity",
-            hovertemplate="capacity %{y:.1f} GB",
-        )
-    )
+    for i, (name, cap, _) in enumerate(shown):  # each tier's capacity across its own bar
+        if cap and cap < 4 * max(sum(placed.get(name, {}).values()), shown[0][1]):  # far-off tiers (TBs of SSD)
+            fig.add_shape(type="line", x0=i - 0.45, x1=i + 0.45, y0=cap / 1e9, y1=cap / 1e9, line={"dash": "dash"})
+            fig.add_annotation(x=i, y=cap / 1e9, text=f"{name} holds {cap / 1e9:,.0f} GB", showarrow=False, yshift=10)
     fig.update_layout(barmode="stack", yaxis={"title": "GB per device"}, height=420)
     return fig
 

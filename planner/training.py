@@ -112,6 +112,8 @@ class TrainingResult(WithOps):
     offload_s: Any = 0.0  # what offloading adds to the step: CPU Adam, exposed PCIe copies
     cpu_optimizer_s: Any = 0.0  # the CPU Adam step (replaces optimizer_s, which is then 0)
     host_bytes_per_tier: dict[str, Any] = field(default_factory=dict)  # per GPU: dram, cxl, nvme
+    # {tier: {tensor: bytes per device}} on the device and in the host tiers (a sweep's mean)
+    tier_placement_bytes: dict[str, dict[str, float]] = field(default_factory=dict)
     device_power: DevicePower | None = field(default=None, repr=False, compare=False)
     # forward op times of one micro-batch on the first stage; rows are built only when asked for
     op_times: tuple[tuple[str, Any], ...] = field(default=(), repr=False, compare=False)
@@ -409,6 +411,8 @@ def estimate_training(
     `cxl_device` and `host_dram_bytes` override the node's catalogue host."""
     options = dict(locals())  # every argument, for the chunked sweep below
     cat = catalog if isinstance(catalog, Catalog) else load_catalog(catalog)
+    if isinstance(offload, str) and offload == "auto":
+        return _auto_offload({**options, "catalog": cat})
     knobs = {"micro_batch": micro_batch, "global_batch": global_batch, "seq_len": seq_len}
     if any(np.ndim(x) for x in (zero, recompute, virtual_stages)) and sweep_size(*knobs.values()) > CHUNK:
         raise InvalidSpecError("sweeps over zero/recompute/virtual_stages are limited to one chunk of scenarios")
@@ -532,6 +536,7 @@ def estimate_training(
         expert_load_max_over_mean=hot if spec.moe is not None else None,
         power_cap_w=power_cap_w,
         **_offload_fields(off, offload_policy, host_step),
+        tier_placement_bytes=_tier_placement(cluster, w_bytes, grad_bytes, opt_bytes, act, host_step=host_step),
         device_power=device_power(cluster.device, cluster.perf.clock_scale, power_cap_w),
         op_times=(("forward", stage_times[0]),),
     )
@@ -546,6 +551,37 @@ def _host_fits(fits: Any, reason: Any, host_fits: Any, host_reason: Any) -> tupl
     device_why = np.broadcast_to(np.asarray(reason_per_scenario(fits, reason), dtype=object), shape)
     host_why = np.broadcast_to(np.asarray(host_reason, dtype=object), shape)
     return both, np.where(np.broadcast_to(fits, shape), host_why, device_why)
+
+
+# planner.offload's host tiers by the names planner.memory.device_tiers gives them
+_HOST_TIER_NAMES = {"dram": "host-dram", "cxl": "cxl-memory", "nvme": "ssd"}
+
+
+def _tier_placement(cluster: Cluster, *device: Any, host_step: Any) -> dict[str, dict[str, float]]:
+    """Where the step's tensors live: weights, gradients, optimizer state and activations on the
+    device (what is left there), the offloaded ones in the host tiers (a sweep's mean)."""
+    names = ("weights", "gradients", "optimizer", "activations")
+    first: str = cluster.device.main_memory.tier
+    out = {first: {n: float(np.mean(b)) for n, b in zip(names, device, strict=True)}}
+    if host_step is not None:
+        for tier, held in host_step.layout.items():
+            out[_HOST_TIER_NAMES[tier]] = {t: float(np.mean(b)) for t, b in held.items()}
+    return {tier: {n: b for n, b in held.items() if b > 0} for tier, held in out.items() if any(held.values())}
+
+
+def _auto_offload(options: dict[str, Any]) -> TrainingResult:
+    """offload="auto": the fastest of no offload and each host tier the node has (cpu, cxl, nvme)
+    that fits; a choice among few discrete placements, each costed whole by the engine."""
+    if any(np.ndim(options[k]) for k in ("micro_batch", "global_batch", "seq_len", "zero", "recompute")):
+        raise InvalidSpecError("offload='auto' takes one scenario: sweep offload over none, cpu, cxl and nvme instead")
+    tried = []
+    for choice in ("none", "cpu", "cxl", "nvme"):
+        try:
+            tried.append(estimate_training(**{**options, "offload": choice}))
+        except InvalidSpecError:  # the node has no such tier (no CXL cards, no host CPU)
+            continue
+    fitting = [r for r in tried if r.fits]
+    return min(fitting, key=lambda r: float(r.step_time_s)) if fitting else tried[0]
 
 
 def _offload_fields(off: Offload | None, policy: str, step: Any) -> dict[str, Any]:

@@ -207,3 +207,25 @@ def test_bad_inputs_in_estimate_training() -> None:
         estimate_training("llama2-7b", "dgx-h100", 8, offload="cxl", cxl_cards=1, cxl_device="nvme-gen4")
     # offload="cxl" with dram-only never touches the cards, so it needs none
     assert estimate_training("llama2-7b", "dgx-h100", 8, offload="cxl", offload_policy="dram-only").fits
+
+
+def test_auto_offload_takes_the_fastest_placement_that_fits() -> None:
+    """llama2-13b on one H100 needs 237 GB with Adam on the GPU (72 GB usable): "auto" moves the
+    optimizer, master weights and gradients to host DRAM (the DGX H100's 2 TB / 8 GPUs holds
+    them), and the result says where every tensor went. llama3.1-8b on 8 GPUs fits on the device,
+    and on-device Adam beats any offload, so "auto" keeps it there."""
+    from planner.training import estimate_training
+
+    kw = dict(global_batch=8, seq_len=4096, recompute="full")
+    big = estimate_training("llama2-13b", "dgx-h100", 1, offload="auto", **kw)
+    assert big.fits and big.offload == {"optimizer": "cpu", "master": "cpu", "gradients": "cpu"}
+    assert set(big.tier_placement_bytes) == {"hbm", "host-dram"}
+    host = big.tier_placement_bytes["host-dram"]
+    assert sum(host.values()) == pytest.approx(big.host_bytes_per_tier["dram"])
+    hbm = big.tier_placement_bytes["hbm"]
+    assert sum(hbm.values()) == pytest.approx(big.memory_per_device_bytes)
+    small = estimate_training("llama3.1-8b", "dgx-h100", 8, offload="auto", **kw)
+    assert small.offload is None
+    assert small.step_time_s <= estimate_training("llama3.1-8b", "dgx-h100", 8, offload="cpu", **kw).step_time_s
+    with pytest.raises(InvalidSpecError, match="one scenario"):
+        estimate_training("llama3.1-8b", "dgx-h100", 8, offload="auto", seq_len=np.array([1024, 2048]))
