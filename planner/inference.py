@@ -41,7 +41,6 @@ from planner.memory import (
     kv_bytes_per_sequence,
     offload_tiers,
     place,
-    weight_bytes_per_device,
     weight_parts,
 )
 from planner.ops import Precisions, Sharding, check_sharding, expert_touch_share
@@ -794,13 +793,17 @@ def _disaggregated(
     C = whole("--concurrency", concurrency if concurrency is not None else 1)
     c_d = np.maximum(C / r_d, 1.0)
     tiers_p, tiers_d = device_tiers(cluster_p, cat), device_tiers(cluster_d, cat)
-    w_p = weight_bytes_per_device(spec, s_p, p)
-    w_d = weight_bytes_per_device(spec, s_d, p) + drafter_weight_bytes(spec, s_d, p, sp)
+    parts_p = weight_parts(spec, s_p, p)
+    parts_d = weight_parts(spec, s_d, p, drafter_weight_bytes(spec, s_d, p, sp))
+    w_d = parts_d.total_bytes
     kv_d = kv_bytes_per_sequence(spec, s_d, p, in_len + out_len) * drafter_kv_scale(spec, p, sp) * np.ceil(c_d)
     act_d = inference_activation_bytes(spec, s_d, p, c_d)
     act_p = inference_activation_bytes(spec, s_p, p, in_len)
-    place_p = place(w_p, act_p + kv_bytes_per_sequence(spec, s_p, p, in_len), tiers_p)
-    place_d = place(w_d, kv_d + act_d, tiers_d)
+    # a prefill pass touches every expert; a decode step the share its batch routes to
+    place_p = place(parts_p, act_p, tiers_p, kv=kv_bytes_per_sequence(spec, s_p, p, in_len))
+    touched = expert_touch_share(spec, s_d, np.ceil(c_d))
+    tokens_d = np.ceil(c_d) / spec.vocab_size
+    place_d = place(parts_d, act_d, tiers_d, kv=kv_d, expert_reads=touched, embedding_reads=tokens_d)
     kernel = attention_kernel
     prefill_s, prefill_times = pass_time(
         cluster_p,
@@ -811,10 +814,10 @@ def _disaggregated(
         in_len,
         "prefill",
         None,
-        place_p.weight_bandwidth_bytes_per_s,
+        place_p.bandwidths,
         attention_kernel=kernel,
     )
-    decode_pool = Replica(cluster_d, spec, s_d, p, place_d.weight_bandwidth_bytes_per_s, kernel, sp, two_batch_overlap)
+    decode_pool = Replica(cluster_d, spec, s_d, p, place_d.bandwidths, kernel, sp, two_batch_overlap)
     decode_s, decode_times = decode_pool.decode(c_d, in_len, in_len + out_len / 2.0)
     # KV of the prompt moves from the prefill ranks to the decode ranks, rank pairs in parallel, over
     # the tier joining the two pools: scale-up only when both pools sit in one domain.
@@ -868,6 +871,7 @@ def _disaggregated(
         prefill_tp=ptp,
         kv_transfer_s=transfer,
         kv_link=f"{link.link.id} ({link.name})",
+        tier_placement_bytes=place_d.as_dict(),  # a decode device's
         expert_load_max_over_mean=s_d.expert_imbalance if spec.moe is not None else None,
         power_cap_w=power_cap_w,
         device_power=device_power(cluster_d.device, cluster_d.perf.clock_scale, power_cap_w),
