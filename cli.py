@@ -882,6 +882,21 @@ def _emit_pd_mix(mix: Any, fmt: Format, out: str | None, force: bool) -> None:
         render_rows([{"option": k, "why": v} for k, v in mix.rejected.items()], "table", title="rejected")
 
 
+def _plan_data_out(result: Any, out: str | None, force: bool, fmt: Format, report: str, rows: Any) -> bool:
+    """--out and the data formats of a solver result: writes --out (the HTML of planner.report_X's
+    X_report for report="X", or the data), prints JSON or CSV (`rows`); True when the caller has
+    nothing left to print."""
+    from planner.formatting import render_rows, to_json
+
+    if out is not None:
+        _write_data_or_report(result, out, force, f"planner.report_{report}", f"{report}_report")
+    if fmt is Format.json:
+        _emit(to_json(result.to_dict()))
+    elif fmt is Format.csv:
+        _emit(render_rows(list(rows), "csv"))
+    return fmt is not Format.table
+
+
 def _write_data_or_report(result: Any, out: str, force: bool, module: str, function: str) -> None:
     """--out for a solver result: .html the module's report, .json/.csv/.xlsx the data."""
     import importlib
@@ -1253,7 +1268,7 @@ def plan_agent_cmd(
     Example: planner plan agent voice-agent -H l40s -H a100-sxm-80gb -H h100-sxm --sla-s 0.8 --out voice.html
     """
     from planner.files import check_writable
-    from planner.formatting import render_record, render_rows, to_json
+    from planner.formatting import render_record, render_rows
     from solvers.agent_plan import plan_agent
 
     if out is not None:
@@ -1274,13 +1289,7 @@ def plan_agent_cmd(
         sla_curve=out is not None and out.lower().endswith(".html"),
         ownership=ownership,
     )
-    if out is not None:
-        _write_data_or_report(plan, out, force, "planner.report_agent", "agent_report")
-    if fmt is Format.json:
-        _emit(to_json(plan.to_dict()))
-        return
-    if fmt is Format.csv:
-        _emit(render_rows(list(plan.stages), "csv"))
+    if _plan_data_out(plan, out, force, fmt, "agent", plan.stages):
         return
     render_record(plan.summary(), "table", title=f"agent plan: {plan.workflow}")
     columns = ("stage", "kind", "model", "class", "devices_per_instance", "start_s", "latency_s", "critical")
@@ -1631,7 +1640,7 @@ def plan_mix_cmd(
     """
     from pathlib import Path
 
-    from planner.formatting import render_record, render_rows, to_json
+    from planner.formatting import render_record, render_rows
     from solvers.inference_plan import Slo
     from solvers.mix_plan import plan_mix
 
@@ -1667,13 +1676,7 @@ def plan_mix_cmd(
             slo_sweep=(0.5, 0.75, 1.0, 1.5, 2.0) if html else None,
             **common,
         )
-    if out is not None:
-        _write_data_or_report(plan, out, force, "planner.report_mix", "mix_report")
-    if fmt is Format.json:
-        _emit(to_json(plan.to_dict()))
-        return
-    if fmt is Format.csv:
-        _emit(render_rows(plan.type_rows(), "csv"))
+    if _plan_data_out(plan, out, force, fmt, "mix", plan.type_rows()):
         return
     render_record({k: v for k, v in plan.summary().items() if v is not None}, "table", title="GPU mix")
     render_rows([r for r in plan.type_rows() if r["instances"]], "table", title="instances per type")
@@ -1712,7 +1715,7 @@ def plan_fleet_cmd(
     Example: planner plan fleet example --out fleet.html
     """
     from planner.files import check_writable
-    from planner.formatting import render_record, render_rows, to_json
+    from planner.formatting import render_record, render_rows
     from solvers.fleet_plan import plan_fleet
 
     if out is not None:
@@ -1720,13 +1723,7 @@ def plan_fleet_cmd(
             raise PlannerError(f"--out must end in .html, .json, .csv or .xlsx (got '{out}')")
         check_writable(out, force)
     plan = plan_fleet(scenario, time_limit_s=time_limit_s, solver=solver, mip_gap=mip_gap, catalog=_catalog(catalog))
-    if out is not None:
-        _write_data_or_report(plan, out, force, "planner.report_fleet", "fleet_report")
-    if fmt is Format.json:
-        _emit(to_json(plan.to_dict()))
-        return
-    if fmt is Format.csv:
-        _emit(render_rows(list(plan.fleet), "csv"))
+    if _plan_data_out(plan, out, force, fmt, "fleet", plan.fleet):
         return
     render_record(plan.summary(), "table", title=f"fleet plan: {plan.name}")
     shown = [r for r in plan.fleet if r["installed"] or r["bought"] or r["retired"]]
@@ -1802,7 +1799,7 @@ def plan_models_cmd(
     from pathlib import Path
 
     from planner.files import check_writable
-    from planner.formatting import render_record, render_rows, to_json
+    from planner.formatting import render_record, render_rows
     from solvers.models_plan import plan_models
 
     pop: Any = popularity
@@ -1834,13 +1831,7 @@ def plan_models_cmd(
         host_links=host_links,
         catalog=_catalog(catalog),
     )
-    if out is not None:
-        _write_data_or_report(plan, out, force, "planner.report_models", "models_report")
-    if fmt is Format.json:
-        _emit(to_json(plan.to_dict()))
-        return
-    if fmt is Format.csv:
-        _emit(render_rows(list(plan.node_types), "csv"))
+    if _plan_data_out(plan, out, force, fmt, "models", plan.node_types):
         return
     render_record({k: v for k, v in plan.summary().items() if v is not None}, "table", title="models")
     columns = (
