@@ -33,6 +33,19 @@ def test_one_training_estimate(benchmark, catalog: Catalog) -> None:  # type: ig
     assert r.step_time_s > 0
 
 
+def test_one_spilled_moe_estimate(benchmark, catalog: Catalog) -> None:  # type: ignore[no-untyped-def]
+    """The tier placement's greedy at work: mixtral-8x7b spills experts past one H100's HBM."""
+    r = benchmark(estimate_inference, "mixtral-8x7b", "h100-sxm", 1, batch=1, catalog=catalog)
+    assert "host-dram" in r.tier_placement_bytes
+
+
+def test_one_offloaded_training_estimate(benchmark, catalog: Catalog) -> None:  # type: ignore[no-untyped-def]
+    r = benchmark(
+        estimate_training, "llama2-13b", "dgx-h100", 1, global_batch=8, recompute="full", offload="cpu", catalog=catalog
+    )
+    assert r.fits and r.offload_s > 0
+
+
 def test_vectorised_inference_sweep(benchmark, catalog: Catalog) -> None:  # type: ignore[no-untyped-def]
     rng = np.random.default_rng(0)
     batch = rng.integers(1, 256, SWEEP).astype(float)
