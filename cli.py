@@ -543,6 +543,12 @@ def estimate_training_cmd(
     offload_dpu: OffloadDpuOpt = False,
     cxl_cards: CxlCardsOpt = None,
     cxl_device: CxlDeviceOpt = None,
+    framework: Annotated[
+        str | None, typer.Option(help="Memory as megatron or torchtitan holds it (loss logits, FSDP2, op-level AC).")
+    ] = None,
+    first_stage_layers: Annotated[
+        int | None, typer.Option(min=1, help="Layers on the first pipeline rank (Megatron's first-stage layers).")
+    ] = None,
     out: OutOpt = None,
     force: ForceOpt = False,
     fmt: FormatOpt = Format.table,
@@ -584,6 +590,8 @@ def estimate_training_cmd(
         offload_dpu=offload_dpu,
         cxl_cards=cxl_cards,
         cxl_device=cxl_device,
+        framework=framework,
+        first_stage_layers=first_stage_layers,
     )
     _emit_estimate(r, fmt, list(r.to_dict()), f"{r.model} training on {r.devices} x {r.hardware}", out, force, catalog)
 

@@ -36,6 +36,13 @@ from planner.cluster import UNFUSED_ATTENTION, Cluster, resolve_cluster
 from planner.collectives import achieved_bandwidth, collective_time
 from planner.evaluate import ATTENTION_BACKWARD_FLOPS, OpTime, backward_s, pass_times
 from planner.expert_loads import Routing
+from planner.framework_memory import (
+    check_framework,
+    fsdp_transient_bytes,
+    loss_bytes_per_logit,
+    op_sac_bytes_per_layer,
+    reserved_bytes,
+)
 from planner.memory import RESERVE_FRACTION, weight_bytes_per_device
 from planner.offload import Offload, host_memory, offload_step, parse_offload
 from planner.ops import Precisions, Sharding, check_sharding, phase_ops
@@ -102,6 +109,9 @@ class TrainingResult(WithOps):
     forward_per_microbatch_s: Any  # on the slowest stage, its TP/EP/CP communication included
     backward_per_microbatch_s: Any  # recompute included
     capacity_bytes: float  # usable first-tier memory per device (after the framework reserve)
+    # what PyTorch's caching allocator reserves for that peak (torch.cuda.max_memory_reserved)
+    memory_reserved_bytes: Any = None
+    framework: str | None = None  # whose memory conventions the estimate follows (None: generic)
     attention_kernel: str = ""  # the attention kernel assumed (the family's default unless named)
     moe_s: Any = None  # MoE layers' forward + backward per step (router, experts, all-to-alls), busiest EP rank
     expert_load_max_over_mean: float | None = None  # the busiest EP rank's routed tokens over the mean
@@ -301,38 +311,28 @@ def _memory(
     m: Array,
     attention_kernel: str | None,
     offloaded: bool = False,
+    framework: str | None = None,
+    first_stage_layers: int | None = None,
 ) -> tuple[Any, ...]:
-    """Memory on the first stage (it holds the most in-flight micro-batches): weights, fp32 main
-    gradients and optimizer state as ZeRO shards them over the replicas (none when offloaded to
-    the host), activations; the total, the usable capacity, whether it fits and, where it does
-    not, why (per scenario)."""
+    """Memory at the peak of the stage that holds the most (the first, or the last with the loss):
+    weights, fp32 main gradients and optimizer state as ZeRO shards them over the replicas (none
+    when offloaded to the host), activations; the total, what the caching allocator then reserves,
+    the usable capacity, whether it fits and, where it does not, why (per scenario). `framework`
+    (planner.framework_memory) adds what Megatron or torchtitan hold beyond the generic account."""
     params_local = weights_local / 2.0
-    full = rc == 2
+    titan = framework == "torchtitan"
+    pp = s.pp
+    fsdp_pp = (z >= 3) & (pp > 1)  # FSDP2 under PP: stage gathered, gradients unsharded (fm)
     sharded = np.where(z >= 1, replicas, 1)
     on_device = 0.0 if offloaded else 1.0
     grad_bytes = on_device * params_local * 4.0 / np.where(z >= 2, replicas, 1)  # fp32 main gradients
+    grad_bytes = np.where(fsdp_pp, on_device * params_local * 4.0, grad_bytes)
     opt_bytes = on_device * params_local * OPTIMIZER_BYTES_PER_PARAM / sharded
-    w_bytes = weights_local / np.where(z >= 3, replicas, 1)
-    # micro-batches whose activations the first stage holds: pp under 1F1B; interleaving over v
-    # chunks holds pp (1 + (pp - 1) / (pp v)) (Korthikanti et al. 2022, section 4.2.3)
-    pp = s.pp
-    in_flight = np.where(v > 1, pp * (1 + (pp - 1) / (pp * v)), float(pp)) if pp > 1 else np.ones_like(v)
-    layers_local = -(-spec.layers // pp)  # the first stage holds the most layers
-    unfused = attention_kernel == UNFUSED_ATTENTION
-    per_layer = np.where(
-        full,
-        activation_bytes_per_layer(spec, s, b, S, "full", p.act_bytes),
-        np.where(  # with FlashAttention selective = none: no scores are stored
-            rc == 0,
-            activation_bytes_per_layer(spec, s, b, S, "none", p.act_bytes, scores_stored=unfused),
-            activation_bytes_per_layer(spec, s, b, S, "none", p.act_bytes),
-        ),
-    )
-    act = per_layer * layers_local * np.minimum(in_flight, m)
-    # one layer's full activations live while it is recomputed
-    act = act + np.where(full, activation_bytes_per_layer(spec, s, b, S, "none", p.act_bytes), 0.0)
-    logits = b * S / s.cp * spec.vocab_size / s.tp * 4.0  # fp32 logits for the loss on the last stage
-    act = act + (logits if pp == 1 else 0.0)
+    # FSDP2 keeps only fp32 shards (the optimizer's master copy) and gathers bf16 for compute
+    w_bytes = np.where((z >= 3) & titan, 0.0, weights_local / np.where(z >= 3, replicas, 1))
+    w_bytes = w_bytes + np.where(fsdp_pp, params_local * 2.0, 0.0)
+    gathered = np.where((z >= 3) & titan, params_local, 0.0)  # what FSDP2 gathers layer by layer
+    act = _activation_peak(spec, s, p, b, S, rc, v, m, attention_kernel, framework, first_stage_layers, gathered)
     total = w_bytes + grad_bytes + opt_bytes + act
     cap = cluster.device.main_memory.capacity_bytes * (1 - RESERVE_FRACTION)
     fits = total <= cap
@@ -350,7 +350,54 @@ def _memory(
             *parts,
         )
     reason: Any = why.item() if not shape else why
-    return w_bytes, grad_bytes, opt_bytes, act, total, cap, fits, reason
+    return w_bytes, grad_bytes, opt_bytes, act, total, reserved_bytes(total), cap, fits, reason
+
+
+def _activation_peak(
+    spec: ModelSpec,
+    s: Sharding,
+    p: Precisions,
+    b: Array,
+    S: Array,
+    rc: Any,
+    v: Array,
+    m: Array,
+    attention_kernel: str | None,
+    framework: str | None,
+    first_stage_layers: int | None,
+    fsdp_params: Any,
+) -> Any:
+    """Activations and what lives with them at the step's peak: the stored layers of the in-flight
+    micro-batches, then the larger of the loss (logits as the framework's loss holds them, FSDP's
+    gathered last layer) and the first backward layer (its recomputed activations, FSDP's gathered
+    layers and unsharded gradients). With PP the first stage (most micro-batches in flight) and the
+    last (the loss) are both checked."""
+    full, titan_sac = rc == 2, (rc == 1) & (framework == "torchtitan")
+    unfused = attention_kernel == UNFUSED_ATTENTION
+    none = activation_bytes_per_layer(spec, s, b, S, "none", p.act_bytes)
+    per_layer = np.where(
+        full,
+        activation_bytes_per_layer(spec, s, b, S, "full", p.act_bytes),
+        np.where(  # with FlashAttention selective = none: no scores are stored
+            rc == 0,
+            activation_bytes_per_layer(spec, s, b, S, "none", p.act_bytes, scores_stored=unfused),
+            np.where(titan_sac, op_sac_bytes_per_layer(spec, s, b, S, p.act_bytes), none),
+        ),
+    )
+    pp = s.pp
+    # micro-batches whose activations the first stage holds: pp under 1F1B; interleaving over v
+    # chunks holds pp (1 + (pp - 1) / (pp v)) (Korthikanti et al. 2022, section 4.2.3)
+    in_flight = np.where(v > 1, pp * (1 + (pp - 1) / (pp * v)), float(pp)) if pp > 1 else np.ones_like(v)
+    layers = first_stage_layers or -(-spec.layers // pp)  # by default the first stage holds the most
+    fwd_fsdp, bwd_fsdp = fsdp_transient_bytes(fsdp_params * pp / spec.layers, pp)
+    # one layer's full activations live while it is recomputed
+    backward = np.where(full | titan_sac, none, 0.0) + bwd_fsdp
+    logits = b * S / s.cp * spec.vocab_size / s.tp * loss_bytes_per_logit(framework) + fwd_fsdp
+    first = per_layer * layers * np.minimum(in_flight, m)
+    if pp == 1:
+        return first + np.maximum(logits, backward)
+    # the last stage holds one micro-batch under 1F1B, and the loss
+    return np.maximum(first + backward, per_layer * layers + np.maximum(logits, backward))
 
 
 def model_flops_per_token(spec: ModelSpec, seq_len: Any) -> Array:
@@ -391,6 +438,8 @@ def estimate_training(
     cxl_cards: int | None = None,
     cxl_device: str | None = None,
     host_dram_bytes: float | None = None,
+    framework: str | None = None,
+    first_stage_layers: int | None = None,
 ) -> TrainingResult:
     """Estimate one training step. micro_batch, global_batch, seq_len, zero, recompute (names or 0/1/2)
     and virtual_stages may be numpy arrays (broadcast together): a solver evaluates many plans at once.
@@ -408,7 +457,11 @@ def estimate_training(
     Offload (planner.offload, ZeRO-Offload / ZeRO-Infinity): `offload` none, cpu, cxl, nvme or a
     map {optimizer|master|gradients: gpu|cpu|cxl|nvme}; `offload_policy` places "cxl" (dram-only,
     interleave, cxl-aware); `offload_dpu` delays the parameter update one step; `cxl_cards`,
-    `cxl_device` and `host_dram_bytes` override the node's catalogue host."""
+    `cxl_device` and `host_dram_bytes` override the node's catalogue host.
+    Memory (planner.framework_memory): `framework` "megatron" or "torchtitan" counts the loss's
+    logits, FSDP2's gathered layers and torchtitan's op-level selective AC as that framework holds
+    them; `first_stage_layers` (Megatron's --decoder-first-pipeline-num-layers) sets the layers on
+    the first pipeline rank; `memory_reserved_bytes` adds the caching allocator's fragmentation."""
     options = dict(locals())  # every argument, for the chunked sweep below
     cat = catalog if isinstance(catalog, Catalog) else load_catalog(catalog)
     if isinstance(offload, str) and offload == "auto":
@@ -420,6 +473,9 @@ def estimate_training(
         fixed = {k: v for k, v in options.items() if k not in knobs}
         return in_chunks(estimate_training, knobs, **{**fixed, "catalog": cat})
     spec = resolve_model(model, cat)
+    check_framework(framework)
+    if first_stage_layers is not None and not 0 < first_stage_layers <= spec.layers:
+        raise InvalidSpecError(f"first_stage_layers ({first_stage_layers}) must be 1 to {spec.layers}")
     devices, tp, pp, cp, ep = (
         count(f"--{k}", v) for k, v in zip(("devices", "tp", "pp", "cp", "ep"), (devices, tp, pp, cp, ep), strict=True)
     )
@@ -483,8 +539,9 @@ def estimate_training(
     executed_per_device = _executed_flops(stage_times, rc) * m  # first stage, one step
     hfu = executed_per_device / step / peak
 
-    w_bytes, grad_bytes, opt_bytes, act, total, cap, fits, reason = _memory(
-        spec, s, p, cluster, b, S, z, replicas, weights_local, rc, v, m, attention_kernel, off is not None
+    frame = (framework, first_stage_layers)  # whose conventions the memory follows (planner.framework_memory)
+    w_bytes, grad_bytes, opt_bytes, act, total, reserved, cap, fits, reason = _memory(
+        spec, s, p, cluster, b, S, z, replicas, weights_local, rc, v, m, attention_kernel, off is not None, *frame
     )
     if host_step is not None:
         fits, reason = _host_fits(fits, reason, host_step.fits, host_step.reason)
@@ -532,6 +589,8 @@ def estimate_training(
         forward_per_microbatch_s=sc(fwd + (tp_c + ep_c + cp_exposed) / 2),
         backward_per_microbatch_s=sc(bwd + rec + (tp_c + ep_c + cp_exposed) / 2),
         capacity_bytes=cap,
+        memory_reserved_bytes=sc(reserved),
+        framework=framework,
         moe_s=sc(m * moe) if spec.moe is not None else None,
         expert_load_max_over_mean=hot if spec.moe is not None else None,
         power_cap_w=power_cap_w,

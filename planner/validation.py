@@ -20,6 +20,7 @@ import numpy as np
 from hardware_db.errors import InvalidSpecError, PlannerError
 from hardware_db.loader import read_yaml
 from planner.catalog import Catalog, load_catalog
+from planner.framework_memory import framework_of, torchtitan_pipeline
 from workloads.schema import ModelSpec
 
 VALIDATION_FILE = Path(__file__).resolve().parent.parent / "validation" / "measurements.yaml"
@@ -166,7 +167,8 @@ def _training_result(cfg: dict[str, Any], catalog: Catalog) -> Any:
         inline_model(cfg["model"], cfg["model_arch"]) if cfg.get("model_arch") else resolve_model(cfg["model"], catalog)
     )
     dp = int(cfg["devices"]) // (tp * pp * cp)
-    mb = int(cfg.get("micro_batch") or 1)
+    framework = framework_of(cfg.get("framework"))
+    mb, v, first_layers = _pipeline_layout(cfg, model, framework, pp, dp)
     # a memory row may leave the global batch out: one micro-batch per pipeline stage in flight
     gb = int(cfg.get("global_batch") or mb * max(dp, 1) * max(pp, 1))
     if gb % (mb * max(dp, 1)):
@@ -184,13 +186,32 @@ def _training_result(cfg: dict[str, Any], catalog: Catalog) -> Any:
         global_batch=gb,
         seq_len=int(cfg["seq_len"]),
         recompute=cfg.get("recompute") or "none",
-        virtual_stages=int(cfg.get("virtual_stages") or 1),
+        virtual_stages=v,
         sequence_parallel=cfg.get("sequence_parallel"),
         precision=cfg.get("precision") or "bf16",
         catalog=catalog,
         attention_kernel=cfg.get("attention_kernel"),
         dp_overlap=cfg.get("dp_overlap", True),
+        framework=framework,
+        first_stage_layers=first_layers,
     )
+
+
+def _pipeline_layout(
+    cfg: dict[str, Any], model: ModelSpec, framework: str | None, pp: int, dp: int
+) -> tuple[int, int, Any]:
+    """Micro-batch size, virtual stages and layers on the first pipeline rank. A torchtitan row
+    with PP and no micro-batch size follows torchtitan's defaults at its published commit
+    (pipelining_utils.build_pipeline_schedule: `n_microbatches = num_total_stages` when unset, the
+    local batch split evenly; generate_split_points: 2 stages per rank for interleaved schedules)."""
+    v = int(cfg.get("virtual_stages") or 1)
+    first = cfg.get("first_stage_layers")
+    if cfg.get("micro_batch") is None and framework == "torchtitan" and pp > 1 and cfg.get("global_batch"):
+        interleaved = "interleaved" in str(cfg.get("framework")).lower()
+        v, layers = torchtitan_pipeline(model.layers, pp, interleaved)
+        local = int(cfg["global_batch"]) // max(dp, 1)
+        return max(local // (pp * v), 1), v, first or layers
+    return int(cfg.get("micro_batch") or 1), v, first
 
 
 def _training(cfg: dict[str, Any], metric: str, row: dict[str, Any], catalog: Catalog) -> float:
@@ -307,7 +328,11 @@ def _memory_footprint(cfg: dict[str, Any], metric: str, row: dict[str, Any], cat
         return _serving_memory(cfg, metric, catalog)
     r = _training_result(cfg, catalog)
     if metric == "peak_memory_bytes":
-        return float(r.memory_per_device_bytes)
+        # torch.cuda.max_memory_reserved, and nvidia-smi (which shows at least what the allocator
+        # reserved; the CUDA context and NCCL buffers it adds are not modelled), against allocated
+        statistic = str(cfg.get("memory_statistic") or "max_allocated")
+        reserved = statistic in ("max_reserved", "nvidia-smi")
+        return float(r.memory_reserved_bytes if reserved else r.memory_per_device_bytes)
     if metric == "fits":
         return 1.0 if bool(np.all(r.fits)) else 0.0
     raise NotEvaluable(f"memory metric '{metric}' is not modelled")

@@ -67,12 +67,9 @@ MISSING_GATE: dict[str, str] = {
     "tokenisation, streaming) is not modelled",
     "inference tpot": "DeepSeek-R1 rows on early-2025 engines 50-80% fast; NIM's unstated KV precision "
     "(bf16 assumed) halves the slots at c >= 50",
-    "memory": "the 69 memory rows of this pass: torchtitan's max_reserved peaks (allocator cache "
-    "included, runs sized to the 96 GB H100 variant) are not modelled within 10% (README 'Validation')",
-    "memory peak": "torchtitan peaks: op-level selective checkpointing, FSDP's unsharded buffers under "
-    "PP and the allocator's reserve are not modelled; Megatron-core nvidia-smi peaks 23-29% low",
-    "memory fit": "Llama 3 405B without checkpointing on TP8 PP16 (needs ~75 GB of 72 usable) and "
-    "torchtitan's Llama 2 70B FSDP at local batch 1 come out as OOM",
+    "memory peak": "11.6% median after framework memory (planner.framework_memory): torchtitan's 70B "
+    "2D FSDP+TP peaks (async-TP and CP buffers not modelled) and Megatron-core nvidia-smi peaks (CUDA "
+    "context and NCCL buffers not modelled: no sourced size) stay 15-33% low; NeMo 8B on B200 +26%",
 }
 
 
