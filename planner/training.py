@@ -394,6 +394,9 @@ def _activation_peak(
     backward = np.where(full | titan_sac, none, 0.0) + bwd_fsdp
     logits = b * S / s.cp * spec.vocab_size / s.tp * loss_bytes_per_logit(framework) + fwd_fsdp
     first = per_layer * layers * np.minimum(in_flight, m)
+    if first_stage_layers and pp > 1:  # a lighter first rank: the second, one micro-batch fewer, may hold more
+        rest = -(-(spec.layers - first_stage_layers) // (pp - 1))
+        first = np.maximum(first, per_layer * rest * np.minimum(in_flight - 1.0, m))
     if pp == 1:
         return first + np.maximum(logits, backward)
     # the last stage holds one micro-batch under 1F1B, and the loss
