@@ -92,6 +92,24 @@ def test_gemm_bounds_by_hand(catalog: Catalog) -> None:
     assert gemv.time_s == pytest.approx(moved / perf.memory_bandwidth_bytes_per_s + perf.kernel_overhead_s)
 
 
+def test_decode_gemm_streams_weights_like_cublas(catalog: Catalog) -> None:
+    """Skinny GEMMs (decode, M = 1-64) read their weights at the STREAM (triad) bandwidth plus one
+    kernel overhead, as cuBLAS does on H100: vllm-project/vllm PR #17126, bench_fp8_gemm.py
+    (do_bench_cudagraph, torch-bf16, Llama-3.1-8B qkv N=6144 K=4096) reports 2.513 / 39.11 /
+    160.59 TFLOP/s at M = 1 / 16 / 64, i.e. 2MNK / rate = 20.03 / 20.59 / 20.06 us."""
+    # by hand: 6144 x 4096 bf16 weights + (K + N) x 2 bytes of activations, 3.35 TB/s x 0.887 (triad), + 3 us
+    moved = 6144 * 4096 * 2 + (4096 + 6144) * 2
+    expected = moved / (3.35e12 * 0.887) + 3e-6
+    assert expected == pytest.approx(19.945e-6, rel=1e-4)
+    one = estimate_gemm("h100-sxm", 1, 6144, 4096, "bf16", catalog)
+    assert one.bound == "memory"
+    assert float(one.time_s) == pytest.approx(expected, rel=1e-6)
+    for m, tflops in ((1, 2.513), (16, 39.11), (64, 160.59)):
+        measured = 2 * m * 6144 * 4096 / (tflops * 1e12)
+        got = float(estimate_gemm("h100-sxm", m, 6144, 4096, "bf16", catalog).time_s)
+        assert got == pytest.approx(measured, rel=0.05)  # still weight-bound, flat in M
+
+
 def _faster(perf: DevicePerf, flops_scale: float, bw_scale: float) -> DevicePerf:
     d = perf.device
     assert d.compute is not None
