@@ -297,13 +297,8 @@ def estimate_inference(
         raise InvalidSpecError(f"unknown arrival '{arrival}' (allowed: {', '.join(ARRIVALS)})")
     p = Precisions(weight_precision, activation_precision, kv_precision or "bf16")
     routing = Routing(expert_imbalance, expert_loads, expert_placement)
-    if batch is not None and concurrency is not None:
-        raise InvalidSpecError("give --batch (one static batch) or --concurrency (serving), not both")
-    if not disaggregated and (prefill_devices is not None or prefill_tp is not None):
-        raise InvalidSpecError("--prefill-devices and --prefill-tp need --disaggregated")
-    _check_tier_options(disaggregated, kv_offload, prefix_hit_rate)
-    if disaggregated and batch is not None:
-        raise InvalidSpecError("--batch is one static batch; disaggregated serving takes --concurrency")
+    prefill_options = prefill_devices is not None or prefill_tp is not None
+    _check_modes(batch, concurrency, disaggregated, prefill_options, kv_offload, prefix_hit_rate)
     if batch is None and concurrency is None:
         batch = 1
     if disaggregated:
@@ -349,33 +344,23 @@ def estimate_inference(
     pool = None if memory_pool is None else MemoryPool(memory_pool, memory_pool_bandwidth)
     tiering = (kv_offload, tier_policy, pool)
     mem = _memory(spec, s, p, cluster, cat, sp, profile, in_len, out_len, per_replica, serving, tiering)
-    placement, running, slots, kv, act, weights = mem.placement, mem.running, mem.slots, mem.kv, mem.act, mem.weights
 
-    context_mid = in_len + out_len / 2.0
     rep = Replica(cluster, spec, s, p, mem.bandwidths, attention_kernel, sp, two_batch_overlap)
-    active = np.maximum(running, 1.0)
-    fits = np.asarray(placement.fits)
-    reason = placement.reason
-    rho: Any = None
-    prefill_times: Sequence[OpTime]
-    decode_times: Sequence[OpTime]
+    active = np.maximum(mem.running, 1.0)
     hits = _Hits(spec, s, p, mem.tiers, kv_offload, prefix_hit_rate, in_len, out_len)
-    if concurrency is None:  # every prompt of the batch prefilled at once
+    fits, reason = _admits(mem, serving)
+    rho: Any = None
+    if not serving:  # every prompt of the batch prefilled at once
         prefill_s, prefill_times = hits.prefill(rep, per_replica)
-        decode_s, decode_times = rep.decode(active, in_len, context_mid)
+        decode_s, decode_times = rep.decode(active, in_len, in_len + out_len / 2.0)
         ttft, tpot = prefill_s, decode_s
         pcts: tuple[Any, ...] = (prefill_s,) * len(qs)  # every prompt of the batch at once
-        mode = "static"
     else:
         served = _serving(
             rep, profile, arrival, active, in_len, out_len, per_replica, dp_, num_prompts, qs, hits.new_len
         )
         prefill_s, decode_s, ttft, tpot, rho, pcts, prefill_times, decode_times = served
-        fits = fits & (slots >= 1)
-        if np.any(slots < 1):
-            full = "not one request's KV cache fits beside the weights"
-            reason = full if np.ndim(slots) == 0 else np.where(slots < 1, full, reason).astype(object)
-        mode = "serving"
+    mode = "serving" if serving else "static"
     ttft, pcts = ttft + hits.load_s, tuple(x + hits.load_s for x in pcts)
     e2e = ttft + (out_len - 1.0) * tpot
     total_requests = per_replica * dp_
@@ -403,31 +388,21 @@ def estimate_inference(
         throughput_tokens_per_s=throughput,
         prefill_s=prefill_s,
         decode_step_s=decode_s,
-        max_batch=_whole_numbers(mem.max_batch * dp_),
-        max_concurrency=_whole_numbers(mem.max_concurrency * dp_),
-        memory_per_device_bytes=weights + kv + act,
-        weight_bytes_per_device=weights,
-        kv_bytes_per_device=kv,
+        **mem.fields(dp_),
         fits=fits,
         fit_reason=reason,
         attention_kernel=cluster.perf.attention_kernel(attention_kernel).name,
         prefill_utilization=None if rho is None else scalar_or_array(rho),
-        ttft_p50_s=pcts[0],
-        ttft_p90_s=pcts[1],
-        ttft_p99_s=pcts[2],
-        ttft_percentile_s=pcts[3] if len(pcts) > 3 else None,
+        **_percentile_fields(pcts),
         speculative=speculative,
         tokens_per_step=rep.tokens_per_step,
-        kv_cache_capacity_tokens=mem.kv_capacity_tokens,
         matmul_precision=p.compute,
         engine=engine if mode == "serving" else None,
         arrival=arrival if mode == "serving" else None,
         expert_load_max_over_mean=s.expert_imbalance if spec.moe is not None else None,
         power_cap_w=power_cap_w,
         device_power=device_power(cluster.device, cluster.perf.clock_scale, power_cap_w),
-        tier_placement_bytes=placement.as_dict(),
         memory_pool=memory_pool,
-        local_memory_needed_bytes=mem.local_needed,
         **hits.fields(),
     )
 
@@ -518,7 +493,39 @@ class MemoryPool:
         )
 
 
-def _check_tier_options(disaggregated: bool, kv_offload: str | None, prefix_hit_rate: float) -> None:
+def _admits(mem: _Memory, serving: bool) -> tuple[Any, Any]:
+    """Whether the placement fits and, serving, whether one request's KV cache fits beside the
+    weights; with the reason (per scenario)."""
+    fits, reason = np.asarray(mem.placement.fits), mem.placement.reason
+    slots = mem.slots
+    if not serving or not np.any(slots < 1):
+        return fits & (slots >= 1) if serving else fits, reason
+    full = "not one request's KV cache fits beside the weights"
+    reason = full if np.ndim(slots) == 0 else np.where(slots < 1, full, reason).astype(object)
+    return fits & (slots >= 1), reason
+
+
+def _percentile_fields(pcts: tuple[Any, ...]) -> dict[str, Any]:
+    """TTFT at p50/p90/p99 and, when asked for, at the caller's own percentile."""
+    out = {"ttft_p50_s": pcts[0], "ttft_p90_s": pcts[1], "ttft_p99_s": pcts[2]}
+    return out | {"ttft_percentile_s": pcts[3] if len(pcts) > 3 else None}
+
+
+def _check_modes(
+    batch: Any,
+    concurrency: Any,
+    disaggregated: bool,
+    prefill_options: bool,
+    kv_offload: str | None,
+    prefix_hit_rate: float,
+) -> None:
+    """The combinations of modes the estimate refuses."""
+    if batch is not None and concurrency is not None:
+        raise InvalidSpecError("give --batch (one static batch) or --concurrency (serving), not both")
+    if not disaggregated and prefill_options:
+        raise InvalidSpecError("--prefill-devices and --prefill-tp need --disaggregated")
+    if disaggregated and batch is not None:
+        raise InvalidSpecError("--batch is one static batch; disaggregated serving takes --concurrency")
     if not 0.0 <= prefix_hit_rate < 1.0:
         raise InvalidSpecError(f"prefix_hit_rate must be in [0, 1) (got {prefix_hit_rate})")
     if disaggregated and (kv_offload not in (None, "none") or prefix_hit_rate):
@@ -623,6 +630,19 @@ class _Memory:
     max_batch: Array
     max_concurrency: Array
     kv_capacity_tokens: float  # the KV cache the engine sets aside at start-up
+
+    def fields(self, replicas: int) -> dict[str, Any]:
+        """The result's memory fields (batch and concurrency limits over all replicas)."""
+        return {
+            "max_batch": _whole_numbers(self.max_batch * replicas),
+            "max_concurrency": _whole_numbers(self.max_concurrency * replicas),
+            "memory_per_device_bytes": self.weights + self.kv + self.act,
+            "weight_bytes_per_device": self.weights,
+            "kv_bytes_per_device": self.kv,
+            "kv_cache_capacity_tokens": self.kv_capacity_tokens,
+            "tier_placement_bytes": self.placement.as_dict(),
+            "local_memory_needed_bytes": self.local_needed,
+        }
 
 
 def _memory(
@@ -878,8 +898,5 @@ def _disaggregated(
         matmul_precision=p.compute,
         speculative=None if sp is None else sp.method,
         tokens_per_step=decode_pool.tokens_per_step,
-        ttft_p50_s=pcts[0],
-        ttft_p90_s=pcts[1],
-        ttft_p99_s=pcts[2],
-        ttft_percentile_s=pcts[3] if len(pcts) > 3 else None,
+        **_percentile_fields(pcts),
     )
