@@ -7,6 +7,7 @@ planner.training._memory leaves to the framework.
 - FSDP2 under pipeline parallelism: parameters stay gathered and gradients accumulate unsharded.
 - FSDP's transient full layers (prefetched all-gathers, unsharded gradients before the reduce-scatter).
 - The PyTorch caching allocator's fragmentation: max_memory_reserved over max_memory_allocated.
+- What nvidia-smi adds to the allocator's reservation: the CUDA context and NCCL's buffers.
 - The default pipeline layout (micro-batch count, layers per stage) of torchtitan at the commit its
   published figures used (9dec370, 2024-12-26; docs/performance.md "Versions used").
 """
@@ -113,3 +114,49 @@ def torchtitan_pipeline(layers: int, pp: int, interleaved: bool) -> tuple[int, i
     sizes = [base] + [base + (1 if i <= extra else 0) for i in range(1, stages - 1)]
     sizes.append(layers - sum(sizes))
     return v, sum(sizes[i] for i in range(0, stages, pp))
+
+
+# What nvidia-smi shows beyond torch.cuda.max_memory_reserved: memory that CUDA and NCCL allocate
+# outside PyTorch's caching allocator. cuBLAS and cuDNN workspaces are not added: PyTorch takes the
+# per-(handle, stream) cuBLAS workspace from the caching allocator (ATen CublasHandlePool.cpp keeps
+# `cublas_handle_stream_to_workspace` as allocator DataPtrs) and Transformer Engine's workspace is a
+# torch.empty, so both are already in what the allocator reserved.
+#
+# The CUDA context of a PyTorch process with lazy module loading (on by default since PyTorch 1.13,
+# and in CUDA 12.2+ on Linux): PyTorch PR #86509 ("Sets CUDA_MODULE_LOADING to LAZY when not set by
+# the user") measured "a memory usage of: 287,047,680 bytes" against 666,632,192 eager. A training
+# process loads more kernels than that test, so this is a lower bound.
+CUDA_CONTEXT_BYTES = 287_047_680.0
+# NCCL's buffers per communicator (ring and tree connections per channel, each with its Simple
+# (NCCL_BUFFSIZE, 4 MiB), LL128 and LL FIFOs) live outside the allocator (fairscale PR #678: "the NCCL
+# buffers are not allocated through the PyTorch caching allocator"); more communicators use more
+# memory unless split with shared resources (sjeaugey, NVIDIA/nccl#864). Measured per PyTorch process
+# group after a 4 MB all-reduce on 4 x A100 NVLink (NVIDIA/nccl#964): "for group with only 2 devices,
+# it requires 544 MB. And for group with more than 2 devices, it requires 688 MB". Taken as printed
+# (MB) for every NVIDIA GPU; Hopper's NVLink uses more channels ("we'll use more memory to reach H100
+# peak NVLink bandwidth", nccl#864), and the p2p buffers of pipeline send/recv are not in the
+# all-reduce figure, so both make this a lower bound.
+NCCL_COMM_BYTES = {2: 544e6}
+NCCL_COMM_BYTES_MANY = 688e6
+
+
+def megatron_communicators(
+    devices: int, tp: int, pp: int, dp: int, cp: int, ep: int, distributed_optimizer: bool
+) -> list[int]:
+    """Sizes of the NCCL communicators a Megatron-core training step uses (each process group is its
+    own communicator, even over the same ranks): the default group (the start-up barrier; with the
+    distributed optimizer also the gradient norm: DistributedOptimizer.get_model_parallel_group
+    "With the distributed optimizer, the model parallel group is the entire world", returning None),
+    TP, PP, CP, EP, the data-parallel group that reduces gradients (dp x cp ranks) and, without the
+    distributed optimizer, the model-parallel group (tp x pp) of the gradient-norm all-reduce."""
+    groups = [devices, tp, pp, cp, ep, dp * cp]
+    if not distributed_optimizer:
+        groups.append(tp * pp)
+    return [g for g in groups if g > 1]
+
+
+def nvidia_smi_bytes(reserved: Any, communicators: list[int]) -> Any:
+    """What nvidia-smi shows for one training process: the allocator's reservation, the CUDA context
+    and NCCL's buffers for each communicator (sizes in ranks)."""
+    nccl = sum(NCCL_COMM_BYTES.get(n, NCCL_COMM_BYTES_MANY) for n in communicators)
+    return np.asarray(reserved, dtype=np.float64) + CUDA_CONTEXT_BYTES + nccl

@@ -328,11 +328,15 @@ def _memory_footprint(cfg: dict[str, Any], metric: str, row: dict[str, Any], cat
         return _serving_memory(cfg, metric, catalog)
     r = _training_result(cfg, catalog)
     if metric == "peak_memory_bytes":
-        # torch.cuda.max_memory_reserved, and nvidia-smi (which shows at least what the allocator
-        # reserved; the CUDA context and NCCL buffers it adds are not modelled), against allocated
+        # torch.cuda.max_memory_allocated, max_memory_reserved, or nvidia-smi: the reservation plus
+        # the CUDA context and NCCL's buffers (planner.framework_memory.nvidia_smi_bytes)
         statistic = str(cfg.get("memory_statistic") or "max_allocated")
-        reserved = statistic in ("max_reserved", "nvidia-smi")
-        return float(r.memory_reserved_bytes if reserved else r.memory_per_device_bytes)
+        if statistic == "nvidia-smi":
+            from planner.framework_memory import megatron_communicators, nvidia_smi_bytes
+
+            groups = megatron_communicators(r.devices, r.tp, r.pp, r.dp, r.cp, r.ep, bool(np.all(r.zero >= 1)))
+            return float(nvidia_smi_bytes(r.memory_reserved_bytes, groups))
+        return float(r.memory_reserved_bytes if statistic == "max_reserved" else r.memory_per_device_bytes)
     if metric == "fits":
         return 1.0 if bool(np.all(r.fits)) else 0.0
     raise NotEvaluable(f"memory metric '{metric}' is not modelled")

@@ -120,8 +120,58 @@ def test_a_lighter_first_stage_moves_the_peak_to_the_second() -> None:
     stored layer input is b x s x h x 2 bytes / tp (sequence parallel): 1 x 8192 x 16384 x 2 / 8."""
     from planner.training import estimate_training
 
-    kw = dict(tp=8, pp=16, global_batch=64, seq_len=8192, recompute="full", zero=1)
+    kw: dict[str, Any] = dict(tp=8, pp=16, global_batch=64, seq_len=8192, recompute="full", zero=1)
     default = estimate_training("llama3.1-405b", "h100-sxm", 8 * 16 * 4, **kw)
     light = estimate_training("llama3.1-405b", "h100-sxm", 8 * 16 * 4, first_stage_layers=1, **kw)
     per_input = 8192 * 16384 * 2 / 8
     assert light.activations_bytes - default.activations_bytes == pytest.approx((135 - 128) * per_input, rel=1e-6)
+
+
+def test_megatron_communicators_by_hand() -> None:
+    from planner.framework_memory import megatron_communicators
+
+    # 8 GPUs, TP2 PP2 DP2, distributed optimizer: world, TP, PP, DP (the norm runs on the world)
+    assert sorted(megatron_communicators(8, 2, 2, 2, 1, 1, True)) == [2, 2, 2, 8]
+    # FlagScale Llama2-70B, TP8 PP4 on 32 GPUs, no distributed optimizer: the tp x pp group too
+    assert sorted(megatron_communicators(32, 8, 4, 1, 1, 1, False)) == [4, 8, 32, 32]
+    assert megatron_communicators(1, 1, 1, 1, 1, 1, True) == []
+
+
+def test_nvidia_smi_bytes_by_hand() -> None:
+    from planner.framework_memory import nvidia_smi_bytes
+
+    # 10 GB reserved + 287,047,680 context + 544e6 (2-rank group) + 688e6 (8-rank group)
+    got = float(nvidia_smi_bytes(10e9, [2, 8]))
+    assert got == pytest.approx(10e9 + 287_047_680 + 544e6 + 688e6)
+
+
+@given(st.floats(0, 200e9), st.lists(st.integers(2, 1024), max_size=8), st.integers(2, 1024))
+def test_nvidia_smi_grows_with_communicators(reserved: float, groups: list[int], extra: int) -> None:
+    from planner.framework_memory import nvidia_smi_bytes
+
+    base = float(nvidia_smi_bytes(reserved, groups))
+    assert base > reserved
+    assert float(nvidia_smi_bytes(reserved, [*groups, extra])) > base
+
+
+def test_nvidia_smi_row_adds_context_and_nccl(catalog: Catalog) -> None:
+    from planner.framework_memory import CUDA_CONTEXT_BYTES
+    from planner.validation import _memory_footprint
+
+    cfg: dict[str, Any] = dict(
+        hardware="a100-sxm-80gb",
+        model="llama3.1-8b",
+        devices=8,
+        tp=1,
+        pp=8,
+        zero=1,
+        micro_batch=1,
+        global_batch=512,
+        seq_len=8192,
+        recompute="selective",
+        framework="Megatron-LM (megatron-core)",
+    )
+    reserved = _memory_footprint({**cfg, "memory_statistic": "max_reserved"}, "peak_memory_bytes", {}, catalog)
+    smi = _memory_footprint({**cfg, "memory_statistic": "nvidia-smi"}, "peak_memory_bytes", {}, catalog)
+    # world (8 ranks) and the PP group (8 ranks): two communicators of more than 2 ranks
+    assert smi - reserved == pytest.approx(CUDA_CONTEXT_BYTES + 2 * 688e6)

@@ -67,9 +67,6 @@ MISSING_GATE: dict[str, str] = {
     "tokenisation, streaming) is not modelled",
     "inference tpot": "DeepSeek-R1 rows on early-2025 engines 50-80% fast; NIM's unstated KV precision "
     "(bf16 assumed) halves the slots at c >= 50",
-    "memory peak": "11.6% median after framework memory (planner.framework_memory): torchtitan's 70B "
-    "2D FSDP+TP peaks (async-TP and CP buffers not modelled) and Megatron-core nvidia-smi peaks (CUDA "
-    "context and NCCL buffers not modelled: no sourced size) stay 15-33% low; NeMo 8B on B200 +26%",
 }
 
 
