@@ -94,6 +94,9 @@ def in_chunks(fn: Any, knobs: dict[str, Any], **fixed: Any) -> Any:
             merged[f.name] = min(values)
         elif isinstance(first, str) and f.name.endswith("reason"):
             merged[f.name] = next((v for v in values if v != "fits"), first)
+        elif isinstance(first, dict) and f.name.endswith("_bytes"):  # {tier: {class: mean bytes}}
+            sizes = [min(CHUNK, total - i * CHUNK) / total for i in range(len(values))]
+            merged[f.name] = _weighted_means(values, sizes)
         else:
             merged[f.name] = first
     out = type(parts[0])(**merged)
@@ -102,6 +105,20 @@ def in_chunks(fn: Any, knobs: dict[str, Any], **fixed: Any) -> Any:
     for name in getattr(out, "DERIVED", ()):
         values = [np.broadcast_to(getattr(p, name), (min(CHUNK, total - i * CHUNK),)) for i, p in enumerate(parts)]
         out.__dict__[name] = np.concatenate(values).reshape(shape)
+    return out
+
+
+def _weighted_means(records: list[dict[str, Any]], weights: list[float]) -> dict[str, Any]:
+    """Nested {key: {key: number}} records averaged with the given weights (absent keys count 0)."""
+    out: dict[str, Any] = {}
+    for record, w in zip(records, weights, strict=True):
+        for k, v in record.items():
+            if isinstance(v, dict):
+                inner = out.setdefault(k, {})
+                for kk, vv in v.items():
+                    inner[kk] = inner.get(kk, 0.0) + w * vv
+            else:
+                out[k] = out.get(k, 0.0) + w * v
     return out
 
 

@@ -228,8 +228,9 @@ def place(
         TensorClass("experts", parts.expert_bytes, expert_reads, remote=weights_remote),
         TensorClass("embedding", parts.embedding_bytes, embedding_reads, remote=weights_remote),
     ]
-    if policy == "ordered":
-        classes = [*classes[:2], TensorClass("weights", parts.total_bytes, 1.0)]
+    if policy == "ordered":  # pinned classes and the KV cache first, all weights as one
+        kept = [c for c in classes if c.name in ("activations", "staging", "kv-cache")]
+        classes = [*kept, TensorClass("weights", parts.total_bytes, 1.0, remote=weights_remote)]
         classes += [TensorClass("experts", 0.0), TensorClass("embedding", 0.0)]
         layout = ordered_placement(classes, [Tier(n, c, b) for n, c, b in tiers])
     elif policy == "optimal":

@@ -123,10 +123,13 @@ def optimal_placement(classes: Sequence[TensorClass], tiers: Sequence[Tier]) -> 
     limits = [_allowed(c, order) for c in classes]
     b, a = _stack(classes)
     key = np.where(np.array([c.tiers == 1 for c in classes]).reshape((-1,) + (1,) * (a.ndim - 1)), np.inf, a)
-    rank = np.argsort(-key, axis=0, kind="stable")
+    first = np.argsort(-key.reshape(len(classes), -1)[:, 0], kind="stable")
     if b.ndim == 1:  # one scenario: the same greedy on Python floats (numpy's per-call cost dominates)
-        return _fill_one(classes, sorted_tiers, limits, b, a, [int(i) for i in rank])
-    return _fill(classes, sorted_tiers, limits, b, a, rank)
+        return _fill_one(classes, sorted_tiers, limits, b, a, [int(i) for i in first])
+    ordered = key[first]
+    if np.all(ordered[:-1] >= ordered[1:]):  # every scenario takes the classes in the same order
+        return _fill_in_order(classes, sorted_tiers, limits, b, a, [int(i) for i in first])
+    return _fill(classes, sorted_tiers, limits, b, a, np.argsort(-key, axis=0, kind="stable"))
 
 
 def ordered_placement(classes: Sequence[TensorClass], tiers: Sequence[Tier]) -> TierPlacement:
@@ -180,6 +183,29 @@ def _fill_one(
             x[c][t] = take
         unplaced[c] = left
     return TierPlacement(tuple(c.name for c in classes), tuple(tiers), np.array(x), np.array(unplaced), a)
+
+
+def _fill_in_order(
+    classes: Sequence[TensorClass], tiers: list[Tier], limits: list[int], b: Array, a: Array, order: list[int]
+) -> TierPlacement:
+    """`_fill` when every scenario takes the classes in the same `order` (the usual case: only the
+    experts' and the embedding's reads vary, and rarely cross)."""
+    room = [np.full(b.shape[1:], t.capacity_bytes) for t in tiers]
+    x = np.zeros((len(classes), len(tiers), *b.shape[1:]))
+    unplaced = np.zeros_like(b)
+    for c in order:
+        left = b[c]
+        if not left.any():  # a class with no bytes (a dense model's experts) takes no room
+            continue
+        for t in range(limits[c]):
+            if t == 0 and classes[c].remote:
+                continue
+            take = np.minimum(np.maximum(room[t], 0.0), left)
+            room[t] = room[t] - take
+            left = left - take
+            x[c, t] = take
+        unplaced[c] = left
+    return TierPlacement(tuple(c.name for c in classes), tuple(tiers), x, unplaced, a)
 
 
 def _fill(

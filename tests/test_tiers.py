@@ -124,6 +124,25 @@ def test_vectorised_over_scenarios_equals_one_by_one() -> None:
         assert np.isclose(together.read_s()[i], one.read_s())
 
 
+def test_scenarios_that_order_classes_differently_match_one_by_one() -> None:
+    """Experts read more than the embedding table in one scenario and less in the other: the
+    per-scenario order (the general path) must equal each scenario placed alone."""
+    tiers = [Tier("hbm", 20e9, 3e12), Tier("host", 1e12, 50e9)]
+    classes = [
+        TensorClass("dense", 15e9, 1.0),
+        TensorClass("experts", 10e9, np.array([0.5, 0.01])),
+        TensorClass("embedding", 5e9, np.array([0.1, 0.2])),
+    ]
+    together = optimal_placement(classes, tiers)
+    for i in range(2):
+        alone = optimal_placement(
+            [TensorClass(c.name, c.bytes_, float(np.atleast_1d(c.reads_per_step)[-1 if i else 0])) for c in classes],
+            tiers,
+        )
+        assert np.allclose(together.bytes_[..., i], alone.bytes_)
+    assert together.in_tier("experts", "hbm")[0] == 5e9 and together.in_tier("embedding", "hbm")[1] == 5e9
+
+
 def test_pinned_overflow_does_not_fit_and_names_nothing_extra() -> None:
     tiers = [Tier("hbm", 10e9, 3e12), Tier("host", 1e12, 50e9)]
     p = optimal_placement([TensorClass("activations", 12e9, tiers=1), TensorClass("w", 1e9)], tiers)
@@ -261,3 +280,17 @@ def test_weights_streamed_from_a_pool_wait_only_when_the_fetch_outlasts_compute(
     assert hbm["staging"] == pytest.approx(2 * local.weight_bytes_per_device / 94)  # 94 layers
     assert slow.local_memory_needed_bytes == pytest.approx(sum(hbm.values()))
     assert slow.local_memory_needed_bytes < 0.07 * local.weight_bytes_per_device  # "up to 93% less local memory"
+
+
+def test_a_chunked_sweep_reports_the_placement_of_all_its_scenarios() -> None:
+    """tier_placement_bytes is the mean over every scenario, not over the first chunk's."""
+    from planner import estimate_inference
+    from planner.arrays import CHUNK
+
+    n = CHUNK + 100
+    lens = np.where(np.arange(n) < CHUNK, 512.0, 8192.0)
+    many = estimate_inference("llama3.1-8b", "h100-sxm", 1, batch=8, input_len=lens, output_len=64)
+    low = estimate_inference("llama3.1-8b", "h100-sxm", 1, batch=8, input_len=512, output_len=64)
+    high = estimate_inference("llama3.1-8b", "h100-sxm", 1, batch=8, input_len=8192, output_len=64)
+    kv = (CHUNK * low.tier_placement_bytes["hbm"]["kv-cache"] + 100 * high.tier_placement_bytes["hbm"]["kv-cache"]) / n
+    assert many.tier_placement_bytes["hbm"]["kv-cache"] == pytest.approx(kv)
