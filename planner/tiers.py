@@ -116,6 +116,12 @@ def optimal_placement(classes: Sequence[TensorClass], tiers: Sequence[Tier]) -> 
     """The placement that minimises the step's read time: tiers sorted by bandwidth (stable), then
     classes taken densest first (pinned ones before all; ties in the order given), each filling
     its allowed tiers fastest first. Element by element over the classes' arrays."""
+    if _fits_first(classes, tiers[0]):  # the usual one-scenario case: nothing to choose
+        b = np.array([float(c.bytes_) for c in classes])
+        x = np.zeros((len(classes), len(tiers)))
+        x[:, 0] = b
+        reads = np.array([float(c.reads_per_step) for c in classes])
+        return TierPlacement(tuple(c.name for c in classes), tuple(tiers), x, np.zeros(len(classes)), reads)
     order = sorted(range(len(tiers)), key=lambda t: -tiers[t].bandwidth_bytes_per_s)
     # the first tier stays first: pinned classes are defined against it
     order = [0] + [t for t in order if t != 0]
@@ -130,6 +136,14 @@ def optimal_placement(classes: Sequence[TensorClass], tiers: Sequence[Tier]) -> 
     if np.all(ordered[:-1] >= ordered[1:]):  # every scenario takes the classes in the same order
         return _fill_in_order(classes, sorted_tiers, limits, b, a, [int(i) for i in first])
     return _fill(classes, sorted_tiers, limits, b, a, np.argsort(-key, axis=0, kind="stable"))
+
+
+def _fits_first(classes: Sequence[TensorClass], first: Tier) -> bool:
+    """One scenario whose classes all fit the first tier (and may live there)."""
+    values = [(c.bytes_, c.reads_per_step) for c in classes]
+    if any(isinstance(v, np.ndarray) and v.ndim for pair in values for v in pair) or any(c.remote for c in classes):
+        return False
+    return sum(float(c.bytes_) for c in classes) <= first.capacity_bytes
 
 
 def ordered_placement(classes: Sequence[TensorClass], tiers: Sequence[Tier]) -> TierPlacement:
