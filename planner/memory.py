@@ -3,9 +3,10 @@
 Weights, KV cache (paged: whole blocks per sequence), activations (inference workspace, or the
 Korthikanti et al. 2022 training formulas for no/selective/full recompute with sequence
 parallelism), gradients, optimizer states (mixed-precision Adam, ZeRO 1/2/3), and a framework
-reserve. Whatever overflows the device's first tier spills to the next tier of the node (the
-device's own DDR/LPDDR, then the host's DRAM share, CXL, SSD); ops that read it pay that tier's
-bandwidth. `fits` is False, with the reason, only when every tier together is too small.
+reserve. The tiers of a device (its HBM, its own DDR/LPDDR, the host's DRAM share, CXL, SSD) are
+filled by planner.tiers's placement: what a decode step reads least (untouched experts, the
+embedding table) spills first, and ops that read it pay that tier's bandwidth. `fits` is False,
+with the reason, when the pinned tensors overflow their tiers or every tier together is too small.
 """
 
 from __future__ import annotations
