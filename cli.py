@@ -403,6 +403,9 @@ def estimate_inference_cmd(
     tier_policy: Annotated[
         str, typer.Option(help="optimal (densest reads in the fastest tier) or ordered (the old fixed order).")
     ] = "optimal",
+    scratchpad_bytes: Annotated[
+        float, typer.Option(min=0.0, help="On-chip SRAM a dataflow RDU leaves to resident weights (bytes; 0: none).")
+    ] = 0.0,
     out: OutOpt = None,
     force: ForceOpt = False,
     fmt: FormatOpt = Format.table,
@@ -452,6 +455,7 @@ def estimate_inference_cmd(
         memory_pool=memory_pool,
         memory_pool_bandwidth=memory_pool_bandwidth,
         tier_policy=tier_policy,
+        scratchpad_bytes=scratchpad_bytes,
     )
     keys = [
         "model",

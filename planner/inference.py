@@ -41,6 +41,7 @@ from planner.memory import (
     kv_bytes_per_sequence,
     offload_tiers,
     place,
+    scratchpad_tier,
     weight_parts,
 )
 from planner.ops import Precisions, Sharding, check_sharding, expert_touch_share
@@ -246,6 +247,7 @@ def estimate_inference(
     tier_policy: str = "optimal",
     memory_pool: str | None = None,
     memory_pool_bandwidth: float | None = None,
+    scratchpad_bytes: float = 0.0,
 ) -> InferenceResult:
     """Estimate one inference configuration. `batch` (static) or `concurrency` (serving); lengths,
     batch and concurrency may be numpy arrays to evaluate many scenarios at once. attention_kernel:
@@ -273,7 +275,9 @@ def estimate_inference(
     `memory_pool` (a memory-pool device, e.g. fenghuang-pool; `memory_pool_bandwidth` overrides
     its bandwidth per accelerator): weights that do not fit the first tier stream from the pool,
     prefetched a layer ahead; a pass waits only where the fetch outlasts the compute, and
-    `local_memory_needed_bytes` is what the first tier needs when every weight streams."""
+    `local_memory_needed_bytes` is what the first tier needs when every weight streams.
+    `scratchpad_bytes`: on-chip SRAM a dataflow device's compiler may leave to resident weights
+    (SN40L's PMUs; 0 by default: how much its pipelines need is not published)."""
     options = dict(locals())  # every argument, for the chunked sweep below
     cat = catalog if isinstance(catalog, Catalog) else load_catalog(catalog)
     knobs = {"batch": batch, "concurrency": concurrency, "input_len": input_len, "output_len": output_len}
@@ -342,7 +346,7 @@ def estimate_inference(
     profile = engine_profile(engine, cluster.device.main_memory.capacity_bytes, token_budget, cluster.device.id)
     serving = concurrency is not None
     pool = None if memory_pool is None else MemoryPool(memory_pool, memory_pool_bandwidth)
-    tiering = (kv_offload, tier_policy, pool)
+    tiering = (kv_offload, tier_policy, pool, scratchpad_bytes)
     mem = _memory(spec, s, p, cluster, cat, sp, profile, in_len, out_len, per_replica, serving, tiering)
 
     rep = Replica(cluster, spec, s, p, mem.bandwidths, attention_kernel, sp, two_batch_overlap)
@@ -657,7 +661,7 @@ def _memory(
     out_len: Array,
     per_replica: Array,
     serving: bool,
-    tiering: tuple[str | None, str, MemoryPool | None] = (None, "optimal", None),
+    tiering: tuple[str | None, str, MemoryPool | None, float] = (None, "optimal", None, 0.0),
 ) -> _Memory:
     """A static batch holds every sequence at full length by the end and prefills every prompt at
     once; a serving engine holds what its admission reserves (planner.serving.held_tokens) and sets
@@ -666,9 +670,11 @@ def _memory(
     weights = parts.total_bytes
     kv_scale = drafter_kv_scale(spec, p, sp)
     own = tiers = device_tiers(cluster, cat)
-    kv_offload, policy, pool = tiering
+    kv_offload, policy, pool, scratchpad = tiering
     if pool is not None:  # the pool sits right past the first tier; weights stream from it
         tiers = [tiers[0], pool.tier(cat, cluster.devices), *tiers[1:]]
+    if scratchpad:  # last in the list: the KV cache, allowed a prefix of it, never lands there
+        tiers = [*tiers, scratchpad_tier(cluster, scratchpad)]
     kv_tiers = offload_tiers(tiers, kv_offload)
     # the engine allocates the weights first; an offload tier extends the KV pool past them
     local = 0.0 if pool is not None else weights  # pooled weights leave the first tier to the KV cache

@@ -156,6 +156,24 @@ def offload_tiers(tiers: list[tuple[str, float, float]], offload: str | None) ->
     return names.index(want) + 1
 
 
+def scratchpad_tier(cluster: Cluster, wanted_bytes: float) -> tuple[str, float, float]:
+    """A software-managed on-chip SRAM (a dataflow device's scratchpad: SN40L's PMUs) as a tier
+    for `wanted_bytes` of resident tensors. A GPU's or CPU's SRAM is a hardware cache that
+    streaming evicts, so it is refused."""
+    dev = cluster.device
+    sram = dev.tier("sram")
+    if dev.kind != "rdu" or sram is None:
+        raise InvalidSpecError(
+            f"scratchpad_bytes needs a software-managed on-chip SRAM (a dataflow RDU); '{dev.id}' is a {dev.kind}"
+            + ("" if sram is None else " whose SRAM is a hardware cache")
+        )
+    if not 0 < wanted_bytes <= sram.capacity_bytes:
+        raise InvalidSpecError(
+            f"scratchpad_bytes must be in (0, {sram.capacity_bytes:.4g}] for {dev.id} (got {wanted_bytes:g})"
+        )
+    return ("sram", float(wanted_bytes), sram.bandwidth_bytes_per_s * cluster.perf.memory_fraction)
+
+
 def host_link_bandwidth(cluster: Cluster) -> float:
     h = cluster.device.host_link
     if h is None:

@@ -15,10 +15,12 @@ The cost matrix a_c / B_t is a product of a class factor and a tier factor, so i
 matrix once classes are sorted by intensity and tiers by bandwidth, and the greedy that fills the
 fastest tier with the densest class first solves the transportation LP exactly (Hoffman 1963, "On
 simple linear programming problems"; the rearrangement inequality). Some classes may only live in
-a prefix of the tiers (the KV cache in the first tier, or up to a named offload tier): the greedy
-stays exact when a class allowed fewer tiers reads more per byte than every class allowed more,
-and allowed tiers are a prefix of the bandwidth order; tests/test_tiers.py checks it against
-scipy's LP solver. At equal
+some of the tiers (the KV cache in the first tier, or up to a named offload tier; not a
+scratchpad): the greedy stays exact when a class allowed fewer tiers reads more per byte than
+every class allowed more, and allowed tiers are a prefix of the bandwidth order; tests/test_tiers.py
+checks it against scipy's LP solver. Classes try tiers fastest first, which may put an RDU's SRAM
+scratchpad ahead of the first tier; where a restricted class skips such a faster tier (the KV
+cache does not use the scratchpad), the greedy is a heuristic there. At equal
 intensity the order given decides (the read time is the same either way): an offloaded KV cache is
 listed after the dense weights, which take the first tier as engines allocate them, so the KV cache
 is reported as not fitting only when its own tiers are full of weights that could have gone
@@ -116,34 +118,38 @@ def optimal_placement(classes: Sequence[TensorClass], tiers: Sequence[Tier]) -> 
     """The placement that minimises the step's read time: tiers sorted by bandwidth (stable), then
     classes taken densest first (pinned ones before all; ties in the order given), each filling
     its allowed tiers fastest first. Element by element over the classes' arrays."""
-    if _fits_first(classes, tiers[0]):  # the usual one-scenario case: nothing to choose
+    if _fits_first(classes, tiers):  # the usual one-scenario case: nothing to choose
         b = np.array([float(c.bytes_) for c in classes])
         x = np.zeros((len(classes), len(tiers)))
         x[:, 0] = b
         reads = np.array([float(c.reads_per_step) for c in classes])
         return TierPlacement(tuple(c.name for c in classes), tuple(tiers), x, np.zeros(len(classes)), reads)
     order = sorted(range(len(tiers)), key=lambda t: -tiers[t].bandwidth_bytes_per_s)
-    # the first tier stays first: pinned classes are defined against it
+    # the first tier stays first in the layout (pinned classes are defined against it); classes
+    # try the tiers fastest first (a scratchpad may be faster than the first tier)
     order = [0] + [t for t in order if t != 0]
     sorted_tiers = [tiers[t] for t in order]
+    fill = sorted(range(len(order)), key=lambda i: -sorted_tiers[i].bandwidth_bytes_per_s)
     limits = [_allowed(c, order) for c in classes]
     b, a = _stack(classes)
     key = np.where(np.array([c.tiers == 1 for c in classes]).reshape((-1,) + (1,) * (a.ndim - 1)), np.inf, a)
     first = np.argsort(-key.reshape(len(classes), -1)[:, 0], kind="stable")
     if b.ndim == 1:  # one scenario: the same greedy on Python floats (numpy's per-call cost dominates)
-        return _fill_one(classes, sorted_tiers, limits, b, a, [int(i) for i in first])
+        return _fill_one(classes, sorted_tiers, limits, b, a, [int(i) for i in first], fill)
     ordered = key[first]
     if np.all(ordered[:-1] >= ordered[1:]):  # every scenario takes the classes in the same order
-        return _fill_in_order(classes, sorted_tiers, limits, b, a, [int(i) for i in first])
-    return _fill(classes, sorted_tiers, limits, b, a, np.argsort(-key, axis=0, kind="stable"))
+        return _fill_in_order(classes, sorted_tiers, limits, b, a, [int(i) for i in first], fill)
+    return _fill(classes, sorted_tiers, limits, b, a, np.argsort(-key, axis=0, kind="stable"), fill)
 
 
-def _fits_first(classes: Sequence[TensorClass], first: Tier) -> bool:
-    """One scenario whose classes all fit the first tier (and may live there)."""
+def _fits_first(classes: Sequence[TensorClass], tiers: Sequence[Tier]) -> bool:
+    """One scenario whose classes all fit the first tier, which is the fastest, and may live there."""
     values = [(c.bytes_, c.reads_per_step) for c in classes]
     if any(isinstance(v, np.ndarray) and v.ndim for pair in values for v in pair) or any(c.remote for c in classes):
         return False
-    return sum(float(c.bytes_) for c in classes) <= first.capacity_bytes
+    if any(t.bandwidth_bytes_per_s > tiers[0].bandwidth_bytes_per_s for t in tiers):
+        return False
+    return sum(float(c.bytes_) for c in classes) <= tiers[0].capacity_bytes
 
 
 def ordered_placement(classes: Sequence[TensorClass], tiers: Sequence[Tier]) -> TierPlacement:
@@ -153,21 +159,14 @@ def ordered_placement(classes: Sequence[TensorClass], tiers: Sequence[Tier]) -> 
     b, a = _stack(classes)
     rank = np.broadcast_to(np.arange(len(classes)).reshape((-1,) + (1,) * (a.ndim - 1)), a.shape)
     limits = [_allowed(c, list(range(len(tiers)))) for c in classes]
-    return _fill(classes, list(tiers), limits, b, a, rank)
+    return _fill(classes, list(tiers), limits, b, a, rank, list(range(len(tiers))))
 
 
-def _allowed(c: TensorClass, order: list[int]) -> int:
-    """How many tiers of the sorted order a class may use: its allowed tiers are the first
-    `c.tiers` of the catalogue order; sorting keeps them a prefix when they are the fastest."""
-    if c.tiers is None:
-        return len(order)
-    allowed = set(range(c.tiers))
-    n = 0
-    for t in order:
-        if t not in allowed:
-            break
-        n += 1
-    return n
+def _allowed(c: TensorClass, order: list[int]) -> list[bool]:
+    """Which tiers of the sorted `order` a class may use: the first `c.tiers` of the catalogue
+    order (all when None), the first tier excepted for a remote class."""
+    allowed = range(len(order)) if c.tiers is None else range(c.tiers)
+    return [t in allowed and not (c.remote and t == 0) for t in order]
 
 
 def _stack(classes: Sequence[TensorClass]) -> tuple[Array, Array]:
@@ -180,7 +179,13 @@ def _stack(classes: Sequence[TensorClass]) -> tuple[Array, Array]:
 
 
 def _fill_one(
-    classes: Sequence[TensorClass], tiers: list[Tier], limits: list[int], b: Array, a: Array, rank: list[int]
+    classes: Sequence[TensorClass],
+    tiers: list[Tier],
+    limits: list[list[bool]],
+    b: Array,
+    a: Array,
+    rank: list[int],
+    fill: list[int],
 ) -> TierPlacement:
     """`_fill` for one scenario (tied to it by tests/test_tiers.py's vectorised-equals-scalar test)."""
     room = [t.capacity_bytes for t in tiers]
@@ -188,8 +193,8 @@ def _fill_one(
     unplaced = [0.0] * len(classes)
     for c in rank:
         left = float(b[c])
-        for t in range(limits[c]):
-            if t == 0 and classes[c].remote:
+        for t in fill:  # the tiers, fastest first
+            if not limits[c][t]:
                 continue
             take = min(max(room[t], 0.0), left)
             room[t] -= take
@@ -200,7 +205,13 @@ def _fill_one(
 
 
 def _fill_in_order(
-    classes: Sequence[TensorClass], tiers: list[Tier], limits: list[int], b: Array, a: Array, order: list[int]
+    classes: Sequence[TensorClass],
+    tiers: list[Tier],
+    limits: list[list[bool]],
+    b: Array,
+    a: Array,
+    order: list[int],
+    fill: list[int],
 ) -> TierPlacement:
     """`_fill` when every scenario takes the classes in the same `order` (the usual case: only the
     experts' and the embedding's reads vary, and rarely cross)."""
@@ -211,8 +222,8 @@ def _fill_in_order(
         left = b[c]
         if not left.any():  # a class with no bytes (a dense model's experts) takes no room
             continue
-        for t in range(limits[c]):
-            if t == 0 and classes[c].remote:
+        for t in fill:  # the tiers, fastest first
+            if not limits[c][t]:
                 continue
             take = np.minimum(np.maximum(room[t], 0.0), left)
             room[t] = room[t] - take
@@ -223,20 +234,24 @@ def _fill_in_order(
 
 
 def _fill(
-    classes: Sequence[TensorClass], tiers: list[Tier], limits: list[int], b: Array, a: Array, rank: Any
+    classes: Sequence[TensorClass],
+    tiers: list[Tier],
+    limits: list[list[bool]],
+    b: Array,
+    a: Array,
+    rank: Any,
+    fill: list[int],
 ) -> TierPlacement:
     """Take classes in `rank` order (per scenario); each fills the room left in its allowed tiers."""
     room = [np.full(b.shape[1:], t.capacity_bytes) for t in tiers]
     x = np.zeros((len(classes), len(tiers), *b.shape[1:]))
     unplaced = np.zeros_like(b)
-    lim = np.array(limits)
-    remote = np.array([c.remote for c in classes])
+    mask = np.array(limits)  # (classes, tiers)
     for step in range(len(classes)):
         c = rank[step]  # which class each scenario takes at this step
         left = np.take_along_axis(b, c[None], axis=0)[0]
-        allowed_n, skip = lim[c], remote[c]
-        for t in range(len(tiers)):
-            ok = (t < allowed_n) & ~(skip & (t == 0))
+        for t in fill:  # the tiers, fastest first
+            ok = mask[c, t]
             take = np.where(ok, np.minimum(np.maximum(room[t], 0.0), left), 0.0)
             room[t] = room[t] - take
             left = left - take
