@@ -164,16 +164,23 @@ def host_memory(
     return HostMemory(
         dram_bytes=(host_dram_bytes if host_dram_bytes is not None else system.host.dram_bytes) / ranks,
         dram_bw_bytes_per_s=ddr.bandwidth_bytes_per_s * sockets / ranks,
-        dram_latency_s=ddr.latency_s or 100e-9,
+        dram_latency_s=_figure(ddr.latency_s, f"{cpu.id} memory latency"),
         cxl_cards=cards,
         cxl_bytes=cxl.capacity_bytes * cards / ranks,
         cxl_bw_bytes_per_s=card_bw * cards / ranks,
-        cxl_latency_s=cxl.latency_s or 250e-9,
+        cxl_latency_s=_figure(cxl.latency_s, f"{cxl_id} latency"),
         nvme_bytes=nvme_bytes / ranks,
         nvme_bw_bytes_per_s=nvme_bw / ranks,
-        gpu_link_bw_bytes_per_s=host_link_bandwidth(cluster) or 32e9,
+        gpu_link_bw_bytes_per_s=_figure(host_link_bandwidth(cluster), f"{cluster.device.id} host link"),
         ranks_per_node=ranks,
     )
+
+
+def _figure(value: float | None, what: str) -> float:
+    """A catalogue figure the offload model needs (a user's catalogue may leave it out)."""
+    if not value:
+        raise InvalidSpecError(f"offload needs the {what}, which the catalogue does not give")
+    return float(value)
 
 
 def _cxl_cards(attached: Any, catalog: Catalog, cards: int | None, device: str | None) -> tuple[str, int]:
