@@ -60,39 +60,28 @@ def _singles(plan: Any) -> Any:
     return fig
 
 
-def _cost_vs_rate(plan: Any) -> Any:
+def _mix_and_single(rows: list[dict[str, Any]], x: str) -> Any:
+    """$/h of the mix and of the best single type against `x` of the rows."""
     import plotly.graph_objects as go
 
-    rows = plan.cost_vs_rate
     fig = go.Figure()
+    xs = [r[x] for r in rows]
+    fig.add_scatter(x=xs, y=[r["usd_per_hour"] for r in rows], name="mix", mode="lines+markers")
     fig.add_scatter(
-        x=[r["rate_per_s"] for r in rows], y=[r["usd_per_hour"] for r in rows], name="mix", mode="lines+markers"
+        x=xs, y=[r["best_single_usd_per_hour"] for r in rows], name="best single type", mode="lines+markers"
     )
-    fig.add_scatter(
-        x=[r["rate_per_s"] for r in rows],
-        y=[r["best_single_usd_per_hour"] for r in rows],
-        name="best single type",
-        mode="lines+markers",
-    )
+    return fig
+
+
+def _cost_vs_rate(plan: Any) -> Any:
+    fig = _mix_and_single(list(plan.cost_vs_rate), "rate_per_s")
     fig.add_vline(x=plan.rate_per_s, line_dash="dot", annotation_text="planned rate")
     fig.update_layout(xaxis_title="requests per second", yaxis_title="$ per hour", height=380, margin={"t": 20})
     return fig
 
 
 def _cost_vs_slo(plan: Any) -> Any:
-    import plotly.graph_objects as go
-
-    rows = [r for r in plan.cost_vs_slo if r["usd_per_hour"] is not None]
-    fig = go.Figure()
-    fig.add_scatter(
-        x=[r["tpot_s"] for r in rows], y=[r["usd_per_hour"] for r in rows], name="mix", mode="lines+markers"
-    )
-    fig.add_scatter(
-        x=[r["tpot_s"] for r in rows],
-        y=[r["best_single_usd_per_hour"] for r in rows],
-        name="best single type",
-        mode="lines+markers",
-    )
+    fig = _mix_and_single([r for r in plan.cost_vs_slo if r["usd_per_hour"] is not None], "tpot_s")
     if plan.tpot_s:
         fig.add_vline(x=plan.tpot_s, line_dash="dot", annotation_text="target")
     fig.update_layout(
