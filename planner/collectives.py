@@ -321,13 +321,11 @@ def collective_time(
     models = cost_models(fab, shape, op, algorithm, internode_share)
     if not models:
         raise InvalidSpecError(f"algorithm '{algorithm}' does not apply to {op} on {n} x {cluster.device.id}")
-    ramp = ramp_fraction(fab, op, size, n, shape.domains)
+    # buffers the engine's own kernel takes skip the ramp; a ramp of 1 is no ramp at all
+    engine_takes_all = bool(engine_max_bytes) and bool(np.all(size <= engine_max_bytes))
+    ramp = None if engine_takes_all else ramp_fraction(fab, op, size, n, shape.domains)
     if ramp is not None and engine_max_bytes:
-        ramp = (
-            np.where(size <= engine_max_bytes, 1.0, ramp)
-            if np.ndim(size)
-            else (1.0 if size <= engine_max_bytes else ramp)
-        )
+        ramp = np.where(size <= engine_max_bytes, 1.0, ramp) if np.ndim(size) else ramp
 
     def cost(c: Linear) -> Any:
         wire = size * c.seconds_per_byte
@@ -338,10 +336,12 @@ def collective_time(
         best = min(models, key=lambda c: c.latency_s + typical * c.seconds_per_byte)
         latency = size * 0.0 + best.latency_s
         return CollectiveTime(op, best.algorithm, size, n, cost(best), latency, best.bandwidth_bytes_per_s)
-    times = np.stack([cost(c) for c in models])
-    idx = np.argmin(times, axis=0)
-    lat = np.array([c.latency_s for c in models])[idx]
-    return CollectiveTime(op, "auto", size, n, np.min(times, axis=0), lat, models[0].bandwidth_bytes_per_s)
+    best_s, lat = cost(models[0]), np.full(np.shape(size), models[0].latency_s)
+    for c in models[1:]:  # per size, the fastest algorithm and its latency (first wins ties, as argmin)
+        t = cost(c)
+        lat = np.where(t < best_s, c.latency_s, lat)
+        best_s = np.minimum(best_s, t)
+    return CollectiveTime(op, "auto", size, n, best_s, lat, models[0].bandwidth_bytes_per_s)
 
 
 @functools.lru_cache(maxsize=16384)
