@@ -372,6 +372,14 @@ def estimate_inference_cmd(
     num_prompts: Annotated[
         int | None, typer.Option(min=1, help="Closed loop: requests in the benchmark (default 10 x concurrency).")
     ] = None,
+    range_ratio: Annotated[
+        float,
+        typer.Option(help="Closed loop: lengths drawn in [r L, L], as bench_serving's --random-range-ratio."),
+    ] = 1.0,
+    poll_interval: Annotated[
+        int,
+        typer.Option(help="Decode steps between the scheduler's looks for new requests (SGLang recv interval)."),
+    ] = 1,
     speculative: SpeculativeOpt = None,
     draft_tokens: DraftTokensOpt = 0,
     acceptance: AcceptanceOpt = None,
@@ -441,6 +449,8 @@ def estimate_inference_cmd(
         token_budget=token_budget,
         arrival=arrival,
         num_prompts=num_prompts,
+        range_ratio=range_ratio,
+        poll_interval=poll_interval,
         speculative=speculative,
         draft_tokens=draft_tokens,
         acceptance=acceptance,

@@ -248,6 +248,8 @@ def estimate_inference(
     memory_pool: str | None = None,
     memory_pool_bandwidth: float | None = None,
     scratchpad_bytes: float = 0.0,
+    range_ratio: float = 1.0,
+    poll_interval: int = 1,
 ) -> InferenceResult:
     """Estimate one inference configuration. `batch` (static) or `concurrency` (serving); lengths,
     batch and concurrency may be numpy arrays to evaluate many scenarios at once. attention_kernel:
@@ -277,7 +279,12 @@ def estimate_inference(
     prefetched a layer ahead; a pass waits only where the fetch outlasts the compute, and
     `local_memory_needed_bytes` is what the first tier needs when every weight streams.
     `scratchpad_bytes`: on-chip SRAM a dataflow device's compiler may leave to resident weights
-    (SN40L's PMUs; 0 by default: how much its pipelines need is not published)."""
+    (SN40L's PMUs; 0 by default: how much its pipelines need is not published).
+    Benchmark harness and scheduler settings (planner.serving): `range_ratio` r draws each
+    request's lengths uniformly in [r L, L] (bench_serving's --random-range-ratio; mean (1 + r) L / 2),
+    which breaks a prefill-first engine's waves apart after the first; `poll_interval` is the decode
+    iterations between the scheduler's looks for new requests (SGLang --scheduler-recv-interval
+    times --num-continuous-decode-steps)."""
     options = dict(locals())  # every argument, for the chunked sweep below
     cat = catalog if isinstance(catalog, Catalog) else load_catalog(catalog)
     knobs = {"batch": batch, "concurrency": concurrency, "input_len": input_len, "output_len": output_len}
@@ -296,7 +303,8 @@ def estimate_inference(
     sp = speculation(speculative, draft_tokens, acceptance, draft)
     qs = quantiles(ttft_percentile)
     num_prompts = check_num_prompts(num_prompts)
-    engine_profile(engine, 0.0, token_budget)  # refuse an unknown engine or budget in every mode
+    engine_profile(engine, 0.0, token_budget, poll_steps=poll_interval)  # refuse bad settings in every mode
+    _check_range_ratio(range_ratio, concurrency, disaggregated, arrival)
     if arrival not in ARRIVALS:
         raise InvalidSpecError(f"unknown arrival '{arrival}' (allowed: {', '.join(ARRIVALS)})")
     p = Precisions(weight_precision, activation_precision, kv_precision or "bf16")
@@ -342,8 +350,11 @@ def estimate_inference(
     )
     _within_context(spec, in_len, out_len)
     per_replica = np.maximum(per_replica, 1.0)
+    nominal_in, nominal_out = in_len, out_len
+    in_len, out_len = in_len * (1.0 + range_ratio) / 2.0, out_len * (1.0 + range_ratio) / 2.0
 
-    profile = engine_profile(engine, cluster.device.main_memory.capacity_bytes, token_budget, cluster.device.id)
+    device = cluster.device
+    profile = engine_profile(engine, device.main_memory.capacity_bytes, token_budget, device.id, poll_interval)
     serving = concurrency is not None
     pool = None if memory_pool is None else MemoryPool(memory_pool, memory_pool_bandwidth)
     tiering = (kv_offload, tier_policy, pool, scratchpad_bytes)
@@ -361,7 +372,18 @@ def estimate_inference(
         pcts: tuple[Any, ...] = (prefill_s,) * len(qs)  # every prompt of the batch at once
     else:
         served = _serving(
-            rep, profile, arrival, active, in_len, out_len, per_replica, dp_, num_prompts, qs, hits.new_len
+            rep,
+            profile,
+            arrival,
+            active,
+            in_len,
+            out_len,
+            per_replica,
+            dp_,
+            num_prompts,
+            qs,
+            hits.new_len,
+            staggered=range_ratio < 1.0,
         )
         prefill_s, decode_s, ttft, tpot, rho, pcts, prefill_times, decode_times = served
     mode = "serving" if serving else "static"
@@ -382,8 +404,8 @@ def estimate_inference(
         mode=mode,
         batch=scalar_or_array(batch) if batch is not None else None,
         concurrency=scalar_or_array(concurrency) if concurrency is not None else None,
-        input_len=in_len,
-        output_len=out_len,
+        input_len=nominal_in,
+        output_len=nominal_out,
         weight_precision=p.weight,
         kv_precision=p.kv,
         ttft_s=ttft,
@@ -435,6 +457,7 @@ def _serving(
     num_prompts: Any,
     qs: tuple[float, ...],
     new_len: Any = None,
+    staggered: bool = False,
 ) -> tuple[Any, ...]:
     """Continuous batching (planner.serving): one vectorised pass times every iteration shape, the
     lone prefill and the decode step included, then the scheduler's latencies. Returns prefill and
@@ -449,7 +472,7 @@ def _serving(
     clients = per_replica * dp
     requests = num_prompts if num_prompts is not None else PROMPTS_PER_CLIENT * clients
     steps = 1.0 + (out_len - 1.0) / per_step
-    lat = serve(profile, arrival, tau, active, work, steps, clients / np.maximum(requests, clients), qs)
+    lat = serve(profile, arrival, tau, active, work, steps, clients / np.maximum(requests, clients), qs, staggered)
     lat = admitted(lat, per_replica, active)
     return (
         tau[..., PREFILL],
@@ -513,6 +536,17 @@ def _percentile_fields(pcts: tuple[Any, ...]) -> dict[str, Any]:
     """TTFT at p50/p90/p99 and, when asked for, at the caller's own percentile."""
     out = {"ttft_p50_s": pcts[0], "ttft_p90_s": pcts[1], "ttft_p99_s": pcts[2]}
     return out | {"ttft_percentile_s": pcts[3] if len(pcts) > 3 else None}
+
+
+def _check_range_ratio(range_ratio: Any, concurrency: Any, disaggregated: bool, arrival: str) -> None:
+    """A length spread describes a closed-loop benchmark's requests on one aggregated replica set."""
+    if not (isinstance(range_ratio, (int, float)) and 0.0 < range_ratio <= 1.0):
+        raise InvalidSpecError(f"--range-ratio must be in (0, 1] (got {range_ratio!r})")
+    if range_ratio < 1.0 and (concurrency is None or disaggregated or arrival != "closed"):
+        raise InvalidSpecError(
+            "--range-ratio describes a closed-loop benchmark: it needs --concurrency, "
+            "--arrival closed and aggregated serving"
+        )
 
 
 def _check_modes(

@@ -43,14 +43,14 @@ iterations decode too). TTFT = TPOT / 2 + W_own tau_own + Wq; lam solves c = lam
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
 from hardware_db.errors import InvalidSpecError
-from planner.arrays import whole
+from planner.arrays import count, whole
 from planner.queueing import md1_wait_percentile_s, md1_wait_s
 
 Array = npt.NDArray[np.float64]
@@ -73,28 +73,32 @@ class EngineProfile:
     chunked: bool  # a prompt may be split across iterations
     reserves_output: bool  # admission reserves KV for the whole output (else blocks grow as tokens come)
     source: str
+    # decode iterations between the scheduler's looks for new requests: SGLang's
+    # --scheduler-recv-interval (SchedulerRecvSkipper: a decode step counts 1 toward it, a prefill
+    # 1000, so it polls at once after one) times --num-continuous-decode-steps; 1 elsewhere
+    poll_steps: int = 1
 
 
 _GIB = 1024.0**3
 
 
 def engine_profile(
-    engine: str, device_memory_bytes: float, token_budget: int | None = None, device_id: str = ""
+    engine: str, device_memory_bytes: float, token_budget: int | None = None, device_id: str = "", poll_steps: int = 1
 ) -> EngineProfile:
     """The engine's default scheduler on a device with that much memory; `token_budget` overrides
-    the budget (vLLM --max-num-batched-tokens, SGLang --chunked-prefill-size, TRT-LLM max_num_tokens)."""
+    the budget (vLLM --max-num-batched-tokens, SGLang --chunked-prefill-size, TRT-LLM max_num_tokens),
+    `poll_steps` the decode iterations between its looks for new requests (EngineProfile)."""
     if engine not in ENGINES:
         raise InvalidSpecError(f"unknown serving engine '{engine}' (allowed: {', '.join(ENGINES)})")
     if token_budget is not None and not (
         isinstance(token_budget, (int, float)) and np.isfinite(token_budget) and token_budget >= 1
     ):
         raise InvalidSpecError(f"--token-budget must be a whole number >= 1 (got {token_budget})")
+    poll_steps = count("--poll-interval", poll_steps)
     profile = ENGINES[engine](device_memory_bytes, device_id)
-    if token_budget is None:
-        return profile
-    return EngineProfile(
-        profile.id, int(token_budget), profile.mixed, profile.chunked, profile.reserves_output, "user-given budget"
-    )
+    if token_budget is not None:
+        profile = replace(profile, token_budget=int(token_budget), source="user-given budget")
+    return profile if poll_steps == 1 else replace(profile, poll_steps=poll_steps)
 
 
 def _vllm(memory_bytes: float, device_id: str) -> EngineProfile:
@@ -237,33 +241,78 @@ def closed_loop(
     out_len: Array,
     first_wave_share: Array,
     qs: tuple[float, ...] = PERCENTILES,
+    staggered: bool = False,
 ) -> Latency:
     """C clients, each sending its next request when the last one ends (module docstring).
-    tau: iteration times (..., SHAPES) of `iteration_shapes`; first_wave_share: C / num_prompts."""
+    tau: iteration times (..., SHAPES) of `iteration_shapes`; first_wave_share: C / num_prompts;
+    staggered: request lengths vary, so a prefill-first engine's waves break up after the first."""
     budget = prompt_budget(profile, slots)
     t_burst, t_group, t_decode = tau[..., BURST], tau[..., GROUP], tau[..., DECODE]
     j, n = _burst_iterations(profile, slots, in_len, budget)
     burst = j * t_burst[..., None]
     steps = np.maximum(out_len - 1.0, 1.0)
-    if not profile.mixed:  # every wave is a burst; decodes wait for the whole burst
-        e2e = n * t_burst + (out_len - 1.0) * t_decode
+    a = np.clip(first_wave_share, 0.0, 1.0)
+    if not profile.mixed:
+        e2e = n * t_burst + (out_len - 1.0) * t_decode  # decodes wait for the whole burst
         ttft = burst.mean(axis=-1)
-        pcts = _weighted_quantiles(burst, np.ones_like(burst), qs)
-        tpot = (e2e - ttft) / steps
-        return Latency(ttft, pcts, tpot, slots / e2e, np.minimum(n * t_burst / e2e, 1.0))
+        if not staggered:  # every wave is a burst
+            pcts = _weighted_quantiles(burst, np.ones_like(burst), qs)
+            return Latency(ttft, pcts, (e2e - ttft) / steps, slots / e2e, np.minimum(n * t_burst / e2e, 1.0))
+        ss = _prefill_first_steady(profile, tau, slots, in_len, steps)
+        return _with_first_wave(ss, burst, a, (e2e - ttft) / steps, slots, out_len, qs)
     own = np.ceil(in_len / budget - 1e-9) if profile.chunked else np.ones_like(in_len)
     wait = np.maximum(own, n - out_len + 1.0)
     cycle = wait + out_len - 1.0
     share = np.minimum(n / cycle, 1.0)
     t_avg = share * t_group + (1.0 - share) * t_decode
-    steady = 0.5 * t_avg + own * t_group + (wait - own) * t_avg
-    a = np.clip(first_wave_share, 0.0, 1.0)
-    ttft = a * burst.mean(axis=-1) + (1.0 - a) * steady
-    values = np.concatenate([burst, steady[..., None]], axis=-1)
+    steady = 0.5 * profile.poll_steps * t_avg + own * t_group + (wait - own) * t_avg
+    ss = Latency(steady, (), t_avg, slots, share * t_group / t_avg)
+    return _with_first_wave(ss, burst, a, t_avg, slots, out_len, qs)
+
+
+def _with_first_wave(
+    ss: Latency, burst: Array, a: Array, first_tpot_s: Array, slots: Array, out_len: Array, qs: tuple[float, ...]
+) -> Latency:
+    """A benchmark's mean over its first wave (a share `a` of its requests, their TTFTs the burst's
+    ranks) and the steady state `ss`; percentiles from that mixture; the rate from the mean life."""
+    ttft = a * burst.mean(axis=-1) + (1.0 - a) * ss.ttft_s
+    values = np.concatenate([burst, np.broadcast_to(ss.ttft_s, burst.shape[:-1])[..., None]], axis=-1)
     weights = np.concatenate([np.broadcast_to((a / burst.shape[-1])[..., None], burst.shape), (1.0 - a)[..., None]], -1)
-    pcts = _weighted_quantiles(values, weights, qs)
-    rate = slots / (ttft + (out_len - 1.0) * t_avg)
-    return Latency(ttft, pcts, t_avg, rate, share * t_group / t_avg)
+    tpot = a * first_tpot_s + (1.0 - a) * ss.tpot_s
+    rate = slots / (ttft + (out_len - 1.0) * tpot)
+    return Latency(ttft, _weighted_quantiles(values, weights, qs), tpot, rate, ss.utilization)
+
+
+def _prefill_first_steady(profile: EngineProfile, tau: Array, slots: Array, in_len: Array, steps: Array) -> Latency:
+    """Prefill-first once arrivals are spread out: every P = poll_steps decode steps the scheduler
+    takes the g ~ c P / (O + P / 2) prompts that came since its last look and prefills them (one
+    batch, in budget-sized iterations) while every decode waits. TTFT = the wait for that look,
+    P/2 steps, plus the iterations up to the middle prompt's; a request's decode steps stretch by
+    the share u of wall time the other requests' prefills take: TPOT = tau_decode / (1 - u), where
+    u = a / T for a the others' prefill seconds per request lifetime T = TTFT + (O - 1) TPOT (a
+    quadratic in T). A group's iteration time is interpolated in tokens between the lone prompt's
+    chunk and the full budget (prefill time is affine in tokens above a few hundred)."""
+    poll = float(profile.poll_steps)
+    budget = np.full_like(slots, float(profile.token_budget))
+    t_own, t_full, t_decode = tau[..., OWN], tau[..., FULL], tau[..., DECODE]
+    k = _prompts_per_iteration(profile, budget, in_len)
+    group = np.clip(slots * poll / (steps + 1.0 + 0.5 * poll), 1.0, slots)
+    x_own = np.minimum(in_len, budget) if profile.chunked else in_len
+    x_full = k * in_len
+    x = np.minimum(group * in_len, x_full)
+    slope = np.where(x_full > x_own, (t_full - t_own) / np.maximum(x_full - x_own, 1e-9), 0.0)
+    t_g = t_own + (x - x_own) * slope
+    iters = np.ceil(group / k - 1e-9)
+    mine = np.maximum(np.ceil(0.5 * (group + 1.0) / k - 1e-9), 1.0)
+    others_s = (slots - group) / group * iters * t_g  # prefill seconds a request's decodes sit out
+    u = np.zeros_like(t_decode)
+    for _ in range(2):  # the poll wait is in decode steps, stretched by u itself
+        ttft = 0.5 * poll * t_decode / (1.0 - u) + mine * t_g
+        sum_s = others_s + ttft + steps * t_decode
+        life_s = 0.5 * (sum_s + np.sqrt(np.maximum(sum_s**2 - 4.0 * ttft * others_s, 0.0)))
+        u = np.minimum(others_s / life_s, 1.0 - 1e-9)
+    busy = np.minimum(slots / group * iters * t_g / life_s, 1.0)
+    return Latency(ttft, (), t_decode / (1.0 - u), slots, busy)
 
 
 def poisson(
@@ -280,7 +329,7 @@ def poisson(
     def at(lam: Array) -> tuple[Array, Array, Array]:
         rho = np.minimum(lam * service, 1.0 - 1e-12)
         tpot = t_decode / (1.0 - rho + mixed * lam * t_decode / k)
-        ttft = 0.5 * tpot + own * t_own + md1_wait_s(lam, service)
+        ttft = 0.5 * profile.poll_steps * tpot + own * t_own + md1_wait_s(lam, service)
         return rho, tpot, ttft
 
     lo, hi = np.zeros_like(service), (1.0 - 1e-9) / service
@@ -291,7 +340,7 @@ def poisson(
         hi, lo = np.where(over, mid, hi), np.where(over, lo, mid)
     lam = lo
     rho, tpot, ttft = at(lam)
-    base = 0.5 * tpot + own * t_own
+    base = 0.5 * profile.poll_steps * tpot + own * t_own
     pcts = tuple(base + md1_wait_percentile_s(lam, service, q) for q in qs)
     return Latency(ttft, pcts, tpot, lam, rho)
 
@@ -305,10 +354,11 @@ def serve(
     out_len: Array,
     first_wave_share: Array,
     qs: tuple[float, ...] = PERCENTILES,
+    staggered: bool = False,
 ) -> Latency:
     """TTFT (mean and at the quantiles `qs`) and TPOT of a replica under that arrival process."""
     if arrival == "closed":
-        return closed_loop(profile, tau, slots, in_len, out_len, first_wave_share, qs)
+        return closed_loop(profile, tau, slots, in_len, out_len, first_wave_share, qs, staggered)
     if arrival == "poisson":
         return poisson(profile, tau, slots, in_len, out_len, qs)
     raise InvalidSpecError(f"unknown arrival '{arrival}' (allowed: {', '.join(ARRIVALS)})")

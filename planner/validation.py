@@ -289,6 +289,10 @@ def _inference(cfg: dict[str, Any], metric: str, row: dict[str, Any], catalog: C
         engine=engine,
         token_budget=cfg.get("token_budget"),
         num_prompts=cfg.get("num_prompts"),
+        range_ratio=cfg.get("range_ratio") or 1.0,
+        # SGLang looks for new requests every recv-interval loop iterations, each of which runs
+        # num-continuous-decode-steps decode steps
+        poll_interval=int(cfg.get("scheduler_recv_interval") or 1) * int(cfg.get("num_continuous_decode_steps") or 1),
     )
     hw = _hardware(cfg)
     if cfg.get("concurrency"):

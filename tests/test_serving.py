@@ -29,6 +29,8 @@ from solvers.inference_plan import Slo, Workload, plan_inference
     concurrency=st.integers(1, 512),
     engine=st.sampled_from(["vllm", "sglang", "trtllm"]),
     arrival=st.sampled_from(["closed", "poisson"]),
+    spread=st.booleans(),  # lengths drawn in [0.8 L, L], as InferenceMAX's harness does
+    poll=st.sampled_from([1, 4, 30]),
 )
 def test_ttft_never_beats_the_prompts_own_prefill(
     catalog: Catalog,
@@ -39,12 +41,26 @@ def test_ttft_never_beats_the_prompts_own_prefill(
     concurrency: int,
     engine: str,
     arrival: str,
+    spread: bool,
+    poll: int,
 ) -> None:
-    common = dict(input_len=input_len, output_len=output_len, catalog=catalog)
+    ratio = 0.8 if spread and arrival == "closed" else 1.0
+    input_len = 10 * max(input_len // 10, 2)  # so that the mean length (1 + r) L / 2 is whole
+    common = dict(output_len=output_len, catalog=catalog)
     tp = 2 if model == "mixtral-8x7b" else 1
-    static = estimate_inference(model, hardware, tp, tp=tp, batch=1, **common)
+    static = estimate_inference(model, hardware, tp, tp=tp, batch=1, input_len=(1 + ratio) / 2 * input_len, **common)
     r = estimate_inference(
-        model, hardware, tp, tp=tp, concurrency=concurrency, engine=engine, arrival=arrival, **common
+        model,
+        hardware,
+        tp,
+        tp=tp,
+        concurrency=concurrency,
+        engine=engine,
+        arrival=arrival,
+        input_len=input_len,
+        range_ratio=ratio,
+        poll_interval=poll,
+        **common,
     )
     if not r.fits:
         return
@@ -89,6 +105,61 @@ def test_mixed_closed_loop_by_hand() -> None:
     assert lat.tpot_s == pytest.approx(t_avg)
     assert lat.ttft_s == pytest.approx(0.1 * 2.5 * 0.08 + 0.9 * steady)
     assert lat.rate_per_s == pytest.approx(8 / (lat.ttft_s + 10 * t_avg))
+
+
+def test_staggered_prefill_first_by_hand() -> None:
+    """Lengths that vary break SGLang's waves: every P = 10 decode steps the scheduler takes the
+    prompts that came since its last look. 8 clients, 11 decode steps of 10 ms, 1000-token prompts,
+    budget 2000: a look picks up g = 8 x 10 / (10 + 1 + 5) = 5 prompts, prefilled in ceil(5 / 2) = 3
+    iterations; the middle one's first token after ceil(3 / 2) = 2 of them."""
+    sglang = EngineProfile("t", 2000, mixed=False, chunked=True, reserves_output=False, source="test", poll_steps=10)
+    tau = np.array([0.3, 0.3, 0.1, 0.06, 0.01, 0.06])  # burst, group, full (2000 tokens), own (1000), decode
+    lat = closed_loop(sglang, tau, np.array(8.0), np.array(1000.0), np.array(11.0), np.array(0.0), staggered=True)
+    g, t_g = 5.0, 0.1  # 5000 tokens exceed the budget: full iterations
+    others = (8 - g) / g * 3 * t_g  # 0.18 s of the other prompts' prefill per request life
+    u = 0.0
+    for _ in range(2):
+        ttft = 0.5 * 10 * 0.01 / (1 - u) + 2 * t_g
+        total = others + ttft + 10 * 0.01
+        life = (total + math.sqrt(total**2 - 4 * ttft * others)) / 2
+        u = others / life
+    assert float(lat.ttft_s) == pytest.approx(ttft)
+    assert float(lat.tpot_s) == pytest.approx(0.01 / (1 - u))
+    assert float(lat.rate_per_s) == pytest.approx(8 / (ttft + 10 * 0.01 / (1 - u)))
+    # a lone client: its own prompt, half a look's wait, and no one else's prefill in its decodes
+    one = closed_loop(sglang, tau, np.array(1.0), np.array(1000.0), np.array(11.0), np.array(0.0), staggered=True)
+    assert float(one.ttft_s) == pytest.approx(0.5 * 10 * 0.01 + 0.06) and float(one.tpot_s) == pytest.approx(0.01)
+
+
+def test_the_poll_interval_adds_half_its_steps_to_mixed_ttft() -> None:
+    """A mixed engine that looks for new requests every P iterations: the steady state waits P/2."""
+    base = EngineProfile("t", 2007, mixed=True, chunked=True, reserves_output=False, source="test")
+    polled = EngineProfile("t", 2007, mixed=True, chunked=True, reserves_output=False, source="test", poll_steps=9)
+    args = (_tau(0.08, 0.1, 0.01), np.array(8.0), np.array(1000.0), np.array(11.0), np.array(0.0))
+    t_avg = 4 / 11 * 0.1 + 7 / 11 * 0.01
+    assert float(closed_loop(polled, *args).ttft_s - closed_loop(base, *args).ttft_s) == pytest.approx(4 * t_avg)
+
+
+def test_range_ratio_means_shorter_requests_and_is_checked(catalog: Catalog) -> None:
+    kw = dict(tp=8, input_len=1000, output_len=500, engine="trtllm", catalog=catalog)
+    spread = estimate_inference("llama3.1-70b", "h100-sxm", 8, concurrency=16, range_ratio=0.8, **kw)
+    same = estimate_inference(
+        "llama3.1-70b",
+        "h100-sxm",
+        8,
+        concurrency=16,
+        input_len=900,
+        output_len=450,
+        **{k: v for k, v in kw.items() if k not in ("input_len", "output_len")},
+    )
+    assert spread.input_len == 1000 and float(spread.ttft_s) == pytest.approx(float(same.ttft_s))
+    for bad in (0.0, 1.5):
+        with pytest.raises(InvalidSpecError, match="range-ratio"):
+            estimate_inference("llama3.1-70b", "h100-sxm", 8, concurrency=16, range_ratio=bad, **kw)
+    with pytest.raises(InvalidSpecError, match="closed-loop"):
+        estimate_inference("llama3.1-70b", "h100-sxm", 8, batch=16, range_ratio=0.8, **kw)
+    with pytest.raises(InvalidSpecError, match="poll-interval"):
+        estimate_inference("llama3.1-70b", "h100-sxm", 8, concurrency=16, poll_interval=0, **kw)
 
 
 def test_poisson_solves_littles_law_and_the_md1_queue() -> None:
