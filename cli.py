@@ -380,6 +380,13 @@ def estimate_inference_cmd(
         int,
         typer.Option(help="Decode steps between the scheduler's looks for new requests (SGLang recv interval)."),
     ] = 1,
+    eager_prefill: Annotated[
+        bool | None,
+        typer.Option(
+            "--eager-prefill/--graphed-prefill",
+            help="Prompt iterations without CUDA graphs (host-bound floor); default: the engine's own.",
+        ),
+    ] = None,
     speculative: SpeculativeOpt = None,
     draft_tokens: DraftTokensOpt = 0,
     acceptance: AcceptanceOpt = None,
@@ -451,6 +458,7 @@ def estimate_inference_cmd(
         num_prompts=num_prompts,
         range_ratio=range_ratio,
         poll_interval=poll_interval,
+        eager_prefill=eager_prefill,
         speculative=speculative,
         draft_tokens=draft_tokens,
         acceptance=acceptance,

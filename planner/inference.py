@@ -66,6 +66,7 @@ from planner.serving import (
     check_num_prompts,
     engine_profile,
     held_tokens,
+    host_floor_s,
     iteration_shapes,
     quantiles,
     serve,
@@ -250,6 +251,7 @@ def estimate_inference(
     scratchpad_bytes: float = 0.0,
     range_ratio: float = 1.0,
     poll_interval: int = 1,
+    eager_prefill: bool | None = None,
 ) -> InferenceResult:
     """Estimate one inference configuration. `batch` (static) or `concurrency` (serving); lengths,
     batch and concurrency may be numpy arrays to evaluate many scenarios at once. attention_kernel:
@@ -284,7 +286,9 @@ def estimate_inference(
     request's lengths uniformly in [r L, L] (bench_serving's --random-range-ratio; mean (1 + r) L / 2),
     which breaks a prefill-first engine's waves apart after the first; `poll_interval` is the decode
     iterations between the scheduler's looks for new requests (SGLang --scheduler-recv-interval
-    times --num-continuous-decode-steps)."""
+    times --num-continuous-decode-steps); `eager_prefill` whether prompt-carrying iterations run
+    without CUDA graphs, at least their kernels' host dispatch time (None: the engine's default:
+    SGLang and TensorRT-LLM yes, vLLM V1 no)."""
     options = dict(locals())  # every argument, for the chunked sweep below
     cat = catalog if isinstance(catalog, Catalog) else load_catalog(catalog)
     knobs = {"batch": batch, "concurrency": concurrency, "input_len": input_len, "output_len": output_len}
@@ -354,7 +358,9 @@ def estimate_inference(
     in_len, out_len = in_len * (1.0 + range_ratio) / 2.0, out_len * (1.0 + range_ratio) / 2.0
 
     device = cluster.device
-    profile = engine_profile(engine, device.main_memory.capacity_bytes, token_budget, device.id, poll_interval)
+    profile = engine_profile(
+        engine, device.main_memory.capacity_bytes, token_budget, device.id, poll_interval, eager_prefill
+    )
     serving = concurrency is not None
     pool = None if memory_pool is None else MemoryPool(memory_pool, memory_pool_bandwidth)
     tiering = (kv_offload, tier_policy, pool, scratchpad_bytes)
@@ -467,6 +473,8 @@ def _serving(
     work = in_len if new_len is None else new_len
     decodes, tokens = iteration_shapes(profile, active, work)
     tau, times = rep.iterations(decodes, tokens, in_len[..., None], context_mid[..., None])
+    launches = sum((t.op.kernels * t.op.count for t in times), np.zeros(())) / rep.s.pp  # one stage's
+    tau = np.where(tokens > 0, np.maximum(tau, host_floor_s(profile, launches)), tau)
     # with speculation each decode iteration advances a request by E tokens
     per_step = rep.tokens_per_step
     clients = per_replica * dp

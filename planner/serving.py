@@ -73,6 +73,9 @@ class EngineProfile:
     chunked: bool  # a prompt may be split across iterations
     reserves_output: bool  # admission reserves KV for the whole output (else blocks grow as tokens come)
     source: str
+    # prompt-carrying iterations run eagerly (kernels issued one by one from Python; decode-only
+    # ones replay CUDA graphs): such an iteration lasts at least its host dispatch time
+    eager_prefill: bool = False
     # decode iterations between the scheduler's looks for new requests: SGLang's
     # --scheduler-recv-interval (SchedulerRecvSkipper: a decode step counts 1 toward it, a prefill
     # 1000, so it polls at once after one) times --num-continuous-decode-steps; 1 elsewhere
@@ -83,11 +86,17 @@ _GIB = 1024.0**3
 
 
 def engine_profile(
-    engine: str, device_memory_bytes: float, token_budget: int | None = None, device_id: str = "", poll_steps: int = 1
+    engine: str,
+    device_memory_bytes: float,
+    token_budget: int | None = None,
+    device_id: str = "",
+    poll_steps: int = 1,
+    eager_prefill: bool | None = None,
 ) -> EngineProfile:
     """The engine's default scheduler on a device with that much memory; `token_budget` overrides
     the budget (vLLM --max-num-batched-tokens, SGLang --chunked-prefill-size, TRT-LLM max_num_tokens),
-    `poll_steps` the decode iterations between its looks for new requests (EngineProfile)."""
+    `poll_steps` the decode iterations between its looks for new requests, `eager_prefill` whether
+    prompt-carrying iterations run without CUDA graphs (None: the engine's default; EngineProfile)."""
     if engine not in ENGINES:
         raise InvalidSpecError(f"unknown serving engine '{engine}' (allowed: {', '.join(ENGINES)})")
     if token_budget is not None and not (
@@ -98,7 +107,29 @@ def engine_profile(
     profile = ENGINES[engine](device_memory_bytes, device_id)
     if token_budget is not None:
         profile = replace(profile, token_budget=int(token_budget), source="user-given budget")
+    if eager_prefill is not None:
+        profile = replace(profile, eager_prefill=bool(eager_prefill))
     return profile if poll_steps == 1 else replace(profile, poll_steps=poll_steps)
+
+
+# Host time to dispatch one kernel of the op list (planner.ops counts launches per op) from an
+# eager PyTorch engine: Python, the ATen dispatcher, allocator calls and the launch. Derived from
+# published eager-vs-graphed forward times of host-bound passes, each divided by the op list's
+# launches for that model (11 per dense decoder layer, 27.8 per DeepSeek-V3 MLA+MoE layer):
+# - SGLang PR #12160: DeepSeek-V3 (61 layers), 1-token prefill 82.6 ms eager: 49 us;
+# - DeepSpeed PR #8352 (H200): GPT-2 (12 layers) eager forwards 4.67 ms (vLLM) and 4.73 ms
+#   (SGLang) each: 35 and 36 us;
+# - sfllm PR #46: Qwen3-4B (36 layers) eager forward 16.4 ms at both 129 and 513 tokens (a host
+#   floor): 41 us.
+# Their median, about 40 us; a C++ engine issues a launch in ~2 us (sparkinfer PR #800's nsys
+# trace), so this holds for Python engines only.
+EAGER_HOST_S_PER_LAUNCH = 40e-6
+
+
+def host_floor_s(profile: EngineProfile, launches: Any) -> Any:
+    """The shortest a prompt-carrying iteration of `launches` kernel launches can take: 0 where
+    the engine replays CUDA graphs for it."""
+    return EAGER_HOST_S_PER_LAUNCH * launches if profile.eager_prefill else 0.0
 
 
 def _vllm(memory_bytes: float, device_id: str) -> EngineProfile:
@@ -109,6 +140,8 @@ def _vllm(memory_bytes: float, device_id: str) -> EngineProfile:
     # first (decodes and unfinished chunks), then waiting prompts with the budget left, in one batch.
     large = memory_bytes >= 70 * _GIB and not device_id.startswith("a100")
     # KV blocks are allocated as tokens arrive (paged attention), preempting when they run out.
+    # V1 compiles the model (torch.compile) and replays piecewise CUDA graphs for mixed batches,
+    # full ones for decode (CompilationConfig cudagraph_mode FULL_AND_PIECEWISE): not eager.
     return EngineProfile(
         "vllm",
         8192 if large else 2048,
@@ -129,6 +162,8 @@ def _sglang(memory_bytes: float, device_id: str) -> EngineProfile:
     budget = 2048 if gb < 35 else 4096 if gb < 60 else 8192 if gb < 160 else 16384
     # Admission reserves the prompt plus an estimate of new tokens (new_token_ratio), decaying from
     # conservative towards the observed lengths; blocks are taken as tokens arrive.
+    # CUDA graphs are captured for decode batches only (cuda_graph_runner.py, can_run: forward mode
+    # decode or idle); extend/prefill batches run eagerly unless --enable-piecewise-cuda-graph.
     return EngineProfile(
         "sglang",
         budget,
@@ -136,6 +171,7 @@ def _sglang(memory_bytes: float, device_id: str) -> EngineProfile:
         chunked=True,
         reserves_output=False,
         source="SGLang server_args.py, scheduler.py",
+        eager_prefill=True,
     )
 
 
@@ -144,6 +180,10 @@ def _trtllm(memory_bytes: float, device_id: str) -> EngineProfile:
     # 8192, enable_chunked_prefill False, GUARANTEED_NO_EVICT; the micro-batch scheduler puts
     # generation tokens and whole context requests in one iteration under max_num_tokens;
     # GUARANTEED_NO_EVICT admits a request only when its blocks to completion (prompt + output) fit.
+    # CUDA graphs cover generation-only batches (cuda_graph_config); context iterations run
+    # eagerly unless piecewise CUDA graphs are on ("Piecewise CUDA Graph primarily benefit
+    # host-bound iterations in the context phase": docs/source/torch/features/
+    # torch_compile_and_piecewise_cuda_graph.md).
     return EngineProfile(
         "trtllm",
         8192,
@@ -151,6 +191,7 @@ def _trtllm(memory_bytes: float, device_id: str) -> EngineProfile:
         chunked=False,
         reserves_output=True,
         source="TensorRT-LLM llm_args.py, scheduler",
+        eager_prefill=True,
     )
 
 

@@ -293,6 +293,7 @@ def _inference(cfg: dict[str, Any], metric: str, row: dict[str, Any], catalog: C
         # SGLang looks for new requests every recv-interval loop iterations, each of which runs
         # num-continuous-decode-steps decode steps
         poll_interval=int(cfg.get("scheduler_recv_interval") or 1) * int(cfg.get("num_continuous_decode_steps") or 1),
+        eager_prefill=cfg.get("eager_prefill"),
     )
     hw = _hardware(cfg)
     if cfg.get("concurrency"):

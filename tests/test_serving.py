@@ -15,7 +15,16 @@ from planner.collectives import UNMEASURED_LINK_FRACTION
 from planner.inference import estimate_inference
 from planner.kernels import estimate_gemm
 from planner.queueing import md1_wait_s
-from planner.serving import DECODE, FULL, OWN, EngineProfile, closed_loop, engine_profile, poisson
+from planner.serving import (
+    DECODE,
+    EAGER_HOST_S_PER_LAUNCH,
+    FULL,
+    OWN,
+    EngineProfile,
+    closed_loop,
+    engine_profile,
+    poisson,
+)
 from planner.training import estimate_training
 from solvers.inference_plan import Slo, Workload, plan_inference
 
@@ -160,6 +169,21 @@ def test_range_ratio_means_shorter_requests_and_is_checked(catalog: Catalog) -> 
         estimate_inference("llama3.1-70b", "h100-sxm", 8, batch=16, range_ratio=0.8, **kw)
     with pytest.raises(InvalidSpecError, match="poll-interval"):
         estimate_inference("llama3.1-70b", "h100-sxm", 8, concurrency=16, poll_interval=0, **kw)
+
+
+def test_an_eager_prefill_lasts_at_least_its_host_dispatch(catalog: Catalog) -> None:
+    """A 16-token prompt on SGLang (eager extend batches): the prefill iteration is host-bound,
+    40 us per kernel launch of the op list; vLLM V1 replays CUDA graphs and runs at GPU speed."""
+    kw = dict(concurrency=1, input_len=16, output_len=64, catalog=catalog)
+    sglang = estimate_inference("llama3.1-8b", "h100-sxm", 1, engine="sglang", **kw)
+    launches = sum(t.op.kernels * t.op.count for t in sglang.op_times[0][1])
+    assert float(sglang.prefill_s) == pytest.approx(launches * EAGER_HOST_S_PER_LAUNCH)
+    assert 300 < launches < 420  # 32 layers of about 11 launches, the embedding and the head
+    graphed = estimate_inference("llama3.1-8b", "h100-sxm", 1, engine="sglang", eager_prefill=False, **kw)
+    vllm = estimate_inference("llama3.1-8b", "h100-sxm", 1, engine="vllm", **kw)
+    assert float(graphed.prefill_s) < 0.5 * float(sglang.prefill_s)
+    assert float(vllm.prefill_s) == pytest.approx(float(graphed.prefill_s))
+    assert float(vllm.tpot_s) == pytest.approx(float(sglang.tpot_s), rel=0.05)  # decode steps stay graphed
 
 
 def test_poisson_solves_littles_law_and_the_md1_queue() -> None:
