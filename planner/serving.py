@@ -308,7 +308,12 @@ def closed_loop(
     t_avg = share * t_group + (1.0 - share) * t_decode
     steady = 0.5 * profile.poll_steps * t_avg + own * t_group + (wait - own) * t_avg
     ss = Latency(steady, (), t_avg, slots, share * t_group / t_avg)
-    return _with_first_wave(ss, burst, a, t_avg, slots, out_len, qs)
+    # the first wave's early requests decode one token per burst iteration until the burst ends,
+    # then at the steady pace, or at the bare decode step when no request follows the wave
+    during = np.minimum(np.maximum(n[..., None] - j, 0.0), steps[..., None])
+    after = np.where(a >= 1.0, t_decode, t_avg)[..., None]
+    first = (during * t_burst[..., None] + (steps[..., None] - during) * after).mean(axis=-1) / steps
+    return _with_first_wave(ss, burst, a, first, slots, out_len, qs)
 
 
 def _with_first_wave(

@@ -111,9 +111,20 @@ def test_mixed_closed_loop_by_hand() -> None:
     share = 4 / 11  # 4 prompt-carrying iterations per cycle of 1 + 10 iterations
     t_avg = share * 0.1 + (1 - share) * 0.01
     steady = 0.5 * t_avg + 0.1
-    assert lat.tpot_s == pytest.approx(t_avg)
+    # the first wave: ranks 1..8 get their first token after 1,1,2,2,3,3,4,4 of the 4 burst
+    # iterations and decode through the 3,3,2,2,1,1,0,0 left (1.5 on average) at the burst's pace
+    first = (1.5 * 0.08 + 8.5 * t_avg) / 10
+    assert lat.tpot_s == pytest.approx(0.1 * first + 0.9 * t_avg)
     assert lat.ttft_s == pytest.approx(0.1 * 2.5 * 0.08 + 0.9 * steady)
-    assert lat.rate_per_s == pytest.approx(8 / (lat.ttft_s + 10 * t_avg))
+    assert lat.rate_per_s == pytest.approx(8 / (lat.ttft_s + 10 * lat.tpot_s))
+
+
+def test_a_single_burst_decodes_at_the_burst_pace_then_alone() -> None:
+    """num_prompts = C: no request follows the wave, so after the burst the decodes run alone."""
+    vllm = EngineProfile("t", 2007, mixed=True, chunked=True, reserves_output=False, source="test")
+    lat = closed_loop(vllm, _tau(0.08, 0.1, 0.01), np.array(8.0), np.array(1000.0), np.array(11.0), np.array(1.0))
+    assert lat.tpot_s == pytest.approx((1.5 * 0.08 + 8.5 * 0.01) / 10)
+    assert lat.ttft_s == pytest.approx(2.5 * 0.08)
 
 
 def test_staggered_prefill_first_by_hand() -> None:
