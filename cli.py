@@ -237,7 +237,8 @@ EngineOpt = Annotated[
     str,
     typer.Option(
         "--engine",
-        help="Serving engine whose scheduler is modelled: vllm (mixed, chunked), sglang (prefill-first), "
+        help="Serving engine whose scheduler is modelled: vllm (V1: mixed, chunked), vllm-v0 (before 0.8, "
+        "as it runs MLA models: prefill-first, whole prompts), sglang (prefill-first), "
         "trtllm (in-flight batching, whole prompts).",
     ),
 ]

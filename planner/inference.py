@@ -358,9 +358,8 @@ def estimate_inference(
     in_len, out_len = in_len * (1.0 + range_ratio) / 2.0, out_len * (1.0 + range_ratio) / 2.0
 
     device = cluster.device
-    profile = engine_profile(
-        engine, device.main_memory.capacity_bytes, token_budget, device.id, poll_interval, eager_prefill
-    )
+    memory = device.main_memory.capacity_bytes
+    profile = engine_profile(engine, memory, token_budget, device.id, poll_interval, eager_prefill, spec.max_seq_len)
     serving = concurrency is not None
     pool = None if memory_pool is None else MemoryPool(memory_pool, memory_pool_bandwidth)
     tiering = (kv_offload, tier_policy, pool, scratchpad_bytes)

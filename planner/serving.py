@@ -92,11 +92,13 @@ def engine_profile(
     device_id: str = "",
     poll_steps: int = 1,
     eager_prefill: bool | None = None,
+    max_model_len: int = 0,
 ) -> EngineProfile:
     """The engine's default scheduler on a device with that much memory; `token_budget` overrides
     the budget (vLLM --max-num-batched-tokens, SGLang --chunked-prefill-size, TRT-LLM max_num_tokens),
     `poll_steps` the decode iterations between its looks for new requests, `eager_prefill` whether
-    prompt-carrying iterations run without CUDA graphs (None: the engine's default; EngineProfile)."""
+    prompt-carrying iterations run without CUDA graphs (None: the engine's default; EngineProfile);
+    `max_model_len` the longest sequence served (vLLM V0 sizes its budget from it)."""
     if engine not in ENGINES:
         raise InvalidSpecError(f"unknown serving engine '{engine}' (allowed: {', '.join(ENGINES)})")
     if token_budget is not None and not (
@@ -105,6 +107,8 @@ def engine_profile(
         raise InvalidSpecError(f"--token-budget must be a whole number >= 1 (got {token_budget})")
     poll_steps = count("--poll-interval", poll_steps)
     profile = ENGINES[engine](device_memory_bytes, device_id)
+    if engine == "vllm-v0":
+        profile = replace(profile, token_budget=max(int(max_model_len), profile.token_budget))
     if token_budget is not None:
         profile = replace(profile, token_budget=int(token_budget), source="user-given budget")
     if eager_prefill is not None:
@@ -152,6 +156,24 @@ def _vllm(memory_bytes: float, device_id: str) -> EngineProfile:
     )
 
 
+def _vllm_v0(memory_bytes: float, device_id: str) -> EngineProfile:
+    # vLLM's V0 engine (before 0.8) without chunked prefill, as it runs MLA models ("MLA is enabled;
+    # forcing chunked prefill and prefix caching to be disabled", vllm/config.py, v0.7.x logs):
+    # core/scheduler.py _schedule_default schedules waiting prompts first, whole, as a batch of
+    # their own, and running decodes only in iterations without one; max_num_batched_tokens is
+    # max(max_model_len, 2048) (engine/arg_utils.py). CUDA graphs for decodes only ("vLLM uses cuda
+    # graph only for decoding requests", worker/model_runner.py).
+    return EngineProfile(
+        "vllm-v0",
+        2048,
+        mixed=False,
+        chunked=False,
+        reserves_output=False,
+        source="vLLM V0 scheduler.py, arg_utils.py, model_runner.py",
+        eager_prefill=True,
+    )
+
+
 def _sglang(memory_bytes: float, device_id: str) -> EngineProfile:
     # SGLang python/sglang/srt/server_args.py _handle_gpu_memory_settings (v0.5 era):
     # chunked_prefill_size 2048 below 35 GB, 4096 below 60, 8192 below 160 (H100, H200, H20),
@@ -195,7 +217,7 @@ def _trtllm(memory_bytes: float, device_id: str) -> EngineProfile:
     )
 
 
-ENGINES = {"vllm": _vllm, "sglang": _sglang, "trtllm": _trtllm}
+ENGINES = {"vllm": _vllm, "vllm-v0": _vllm_v0, "sglang": _sglang, "trtllm": _trtllm}
 
 # Indices of the iteration shapes along the last axis of `iteration_shapes`' arrays; the last one
 # is a prompt's prefill alone (the static prefill time, from the same vectorised pass).

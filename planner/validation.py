@@ -247,6 +247,7 @@ _ENGINE_ALIASES = {
     "trt-llm": "trtllm",
     "trtllm": "trtllm",
     "vllm": "vllm",
+    "vllm-v0": "vllm-v0",
     "sglang": "sglang",
 }
 # The statistic a source reports, as the result field that models it.

@@ -449,7 +449,13 @@ def test_plan_inference_report_states_the_question_and_the_rejections(
     assert code == 0, err
     page = path.read_text()
     question = page[page.index("The question") : page.index("Chosen plan")]  # at the top, before the answer
-    for fact in ("10 requests/s", "&lt;= 500 ms (p90)", "&lt;= 50 ms (mean time per output token)", "1024 tokens mean", "256 tokens mean"):
+    for fact in (
+        "10 requests/s",
+        "&lt;= 500 ms (p90)",
+        "&lt;= 50 ms (mean time per output token)",
+        "1024 tokens mean",
+        "256 tokens mean",
+    ):
         assert fact in question, fact
     rejections = page[page.index("Rejections and the constraint that bound each") :]
     assert "h100-sxm bf16 tp=1 aggregated" in rejections and "even at concurrency 1" in rejections

@@ -232,6 +232,12 @@ def test_engine_defaults_follow_their_code() -> None:
     assert not engine_profile("sglang", 80e9).mixed and engine_profile("vllm", 80e9).mixed
     assert not engine_profile("trtllm", 80e9).chunked and engine_profile("trtllm", 80e9).reserves_output
     assert engine_profile("vllm", 80e9, 512).token_budget == 512
+    # vLLM V0 as it runs MLA models: prefill-first, whole prompts, budget max(max_model_len, 2048)
+    v0 = engine_profile("vllm-v0", 141e9, max_model_len=163840)
+    assert (v0.token_budget, v0.mixed, v0.chunked, v0.eager_prefill) == (163840, False, False, True)
+    assert engine_profile("vllm-v0", 141e9, max_model_len=1024).token_budget == 2048
+    assert engine_profile("vllm-v0", 141e9, 32768, max_model_len=163840).token_budget == 32768
+    assert engine_profile("sglang", 80e9).eager_prefill and not engine_profile("vllm", 80e9).eager_prefill
     with pytest.raises(InvalidSpecError, match="unknown serving engine 'tgi'"):
         engine_profile("tgi", 80e9)
     with pytest.raises(InvalidSpecError, match="--token-budget"):
