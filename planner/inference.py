@@ -256,7 +256,7 @@ def estimate_inference(
     """Estimate one inference configuration. `batch` (static) or `concurrency` (serving); lengths,
     batch and concurrency may be numpy arrays to evaluate many scenarios at once. attention_kernel:
     the family's default fused kernel unless named (see `planner hardware show`), or "unfused".
-    Serving: `engine` (vllm, sglang, trtllm) sets the scheduler, `token_budget` overrides its
+    Serving: `engine` (vllm, vllm-v0, sglang, trtllm) sets the scheduler, `token_budget` overrides its
     per-iteration token budget, `arrival` is "closed" (C clients, as benchmarks run) or "poisson",
     and `num_prompts` is the closed-loop benchmark's length (10 x C by default). TTFT comes as the
     mean and at p50/p90/p99, and at `ttft_percentile` when given (ttft_percentile_s).

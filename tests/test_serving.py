@@ -36,7 +36,7 @@ from solvers.inference_plan import Slo, Workload, plan_inference
     input_len=st.integers(16, 30000),  # with the output, within every model's context (mixtral: 32k)
     output_len=st.integers(2, 2048),
     concurrency=st.integers(1, 512),
-    engine=st.sampled_from(["vllm", "sglang", "trtllm"]),
+    engine=st.sampled_from(["vllm", "vllm-v0", "sglang", "trtllm"]),
     arrival=st.sampled_from(["closed", "poisson"]),
     spread=st.booleans(),  # lengths drawn in [0.8 L, L], as InferenceMAX's harness does
     poll=st.sampled_from([1, 4, 30]),
