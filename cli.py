@@ -379,7 +379,7 @@ def estimate_inference_cmd(
     ] = 1.0,
     poll_interval: Annotated[
         int,
-        typer.Option(help="Decode steps between the scheduler's looks for new requests (SGLang recv interval)."),
+        typer.Option(help="Iterations between admissions of new prompts (SGLang recv interval, TRT-LLM batch wait)."),
     ] = 1,
     eager_prefill: Annotated[
         bool | None,

@@ -285,10 +285,10 @@ def estimate_inference(
     Benchmark harness and scheduler settings (planner.serving): `range_ratio` r draws each
     request's lengths uniformly in [r L, L] (bench_serving's --random-range-ratio; mean (1 + r) L / 2),
     which breaks a prefill-first engine's waves apart after the first; `poll_interval` is the decode
-    iterations between the scheduler's looks for new requests (SGLang --scheduler-recv-interval
-    times --num-continuous-decode-steps); `eager_prefill` whether prompt-carrying iterations run
-    without CUDA graphs, at least their kernels' host dispatch time (None: the engine's default:
-    SGLang and TensorRT-LLM yes, vLLM V1 no)."""
+    iterations between the scheduler's admissions of new prompts (SGLang --scheduler-recv-interval
+    times --num-continuous-decode-steps; TensorRT-LLM batch_wait_timeout_iters + 1);
+    `eager_prefill` whether prompt-carrying iterations run without CUDA graphs, at least their
+    kernels' host dispatch time (None: the engine's default: SGLang and TensorRT-LLM yes, vLLM V1 no)."""
     options = dict(locals())  # every argument, for the chunked sweep below
     cat = catalog if isinstance(catalog, Catalog) else load_catalog(catalog)
     knobs = {"batch": batch, "concurrency": concurrency, "input_len": input_len, "output_len": output_len}

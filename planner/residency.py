@@ -125,11 +125,18 @@ def best_resident_set(sizes: Array, probs: Array, capacity: float, time_limit_s:
         constraints=LinearConstraint(sizes[None, :] / capacity, -np.inf, 1.0),
         integrality=np.ones(sizes.size),
         bounds=Bounds(0, 1),
-        options={"time_limit": time_limit_s},
+        options={"time_limit": time_limit_s, "mip_rel_gap": 0.0},  # exact: HiGHS's default gap is 1e-4
     )
     if res.x is None:
         raise InvalidSpecError(f"the residency knapsack found no solution in {time_limit_s} s ({res.message})")
-    return res.x > 0.5
+    keep = res.x > 0.5
+    # HiGHS drops items worth less than its 1e-7 tolerances: add back, most probable first, any
+    # that still fit (never worse)
+    room = capacity - sizes[keep].sum()
+    for i in np.argsort(-probs, kind="stable"):
+        if not keep[i] and probs[i] > 0 and sizes[i] <= room + 1e-9:
+            keep[i], room = True, room - sizes[i]
+    return keep
 
 
 def static_hit_rates(sizes: Array, probs: Array, capacity: float) -> Array:

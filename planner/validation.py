@@ -266,6 +266,21 @@ def _precision(name: str | None) -> str | None:
     return _PRECISION_ALIASES.get(name, name) if name else None
 
 
+def _poll_interval(cfg: dict[str, Any]) -> int:
+    """Iterations between a scheduler's admissions of new prompts, from a row's server flags.
+    SGLang looks every --scheduler-recv-interval loop iterations, each running
+    --num-continuous-decode-steps decode steps. TensorRT-LLM's batch waiting (PyExecutor.
+    _waiting_requests) counts every iteration and releases the waiting prompts when the count
+    reaches batch_wait_timeout_iters (then restarts it) or when the iteration's tokens reach
+    batch_wait_max_tokens_ratio x max_num_tokens; the rows that set it (64-255 clients, 1k/1k)
+    gather 2-3 prompts of ~1k tokens per 41 iterations, far below that threshold, so the
+    timeout sets the pace."""
+    timeout = cfg.get("batch_wait_timeout_iters")
+    if timeout:
+        return int(timeout) + 1
+    return int(cfg.get("scheduler_recv_interval") or 1) * int(cfg.get("num_continuous_decode_steps") or 1)
+
+
 def _inference(cfg: dict[str, Any], metric: str, row: dict[str, Any], catalog: Catalog) -> float:
     from planner.inference import estimate_inference
     from planner.serving import ENGINES
@@ -291,9 +306,7 @@ def _inference(cfg: dict[str, Any], metric: str, row: dict[str, Any], catalog: C
         token_budget=cfg.get("token_budget"),
         num_prompts=cfg.get("num_prompts"),
         range_ratio=cfg.get("range_ratio") or 1.0,
-        # SGLang looks for new requests every recv-interval loop iterations, each of which runs
-        # num-continuous-decode-steps decode steps
-        poll_interval=int(cfg.get("scheduler_recv_interval") or 1) * int(cfg.get("num_continuous_decode_steps") or 1),
+        poll_interval=_poll_interval(cfg),
         eager_prefill=cfg.get("eager_prefill"),
     )
     hw = _hardware(cfg)
