@@ -62,11 +62,11 @@ MISSING_GATE: dict[str, str] = {
     "ML.ENERGY's for Llama-3.1-8B on H100 (chat prompts of unstated length, varied output lengths)",
     "inference": "353 measured serving rows came with the scheduler model; 70 are DeepSeek-R1 on "
     "early-2025 engines (vLLM 0.7, SGLang 0.4.2-0.4.3, TRT-LLM 0.17) predicted 2-5x fast (README 'Validation')",
-    "inference ttft": "DeepSeek-R1 prefill on current engines is 2-4x slower at low concurrency than its "
-    "roofline, prefill-first bursts of 8k prompts come out long, and the front-end latency (HTTP, "
-    "tokenisation, streaming) is not modelled",
-    "inference tpot": "DeepSeek-R1 rows on early-2025 engines 50-80% fast; NIM's unstated KV precision "
-    "(bf16 assumed) halves the slots at c >= 50",
+    "inference ttft": "InferenceMAX means are their first wave's: the median is modelled within 10%, but the "
+    "harness's C simultaneous prompts are served about one per prefill iteration (p99 ~ C x 60-130 ms) where "
+    "the model batches them; lone DeepSeek-R1 prefills measure 3x the model's; early-2025 engines 2-3x slow",
+    "inference tpot": "DeepSeek-R1 rows on early-2025 engines 50-70% fast; GPUStack's single bursts decode "
+    "at a burst pace the model puts 2-3x faster; NIM's unstated KV precision (bf16 assumed) halves the slots",
 }
 
 
