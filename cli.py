@@ -359,6 +359,10 @@ def estimate_inference_cmd(
     output_len: Annotated[int, typer.Option(min=1, help="Generated tokens.")] = 256,
     weight_precision: Annotated[str, typer.Option(help="bf16, fp16, fp8, int8, fp4, int4.")] = "bf16",
     kv_precision: Annotated[str, typer.Option(help="KV-cache precision.")] = "bf16",
+    matmul_precision: Annotated[
+        str | None,
+        typer.Option(help="GEMM math precision when the kernels differ from W8A8-style (bf16: W4A16 MXFP4 MoE)."),
+    ] = None,
     disaggregated: Annotated[bool, typer.Option(help="Separate prefill and decode pools.")] = False,
     prefill_devices: Annotated[int | None, typer.Option(min=1, help="Devices in the prefill pool.")] = None,
     prefill_tp: Annotated[int | None, typer.Option(min=1, help="Tensor parallelism of prefill replicas.")] = None,
@@ -448,6 +452,7 @@ def estimate_inference_cmd(
         output_len=output_len,
         weight_precision=weight_precision,
         kv_precision=kv_precision,
+        matmul_precision=matmul_precision,
         disaggregated=disaggregated,
         prefill_devices=prefill_devices,
         prefill_tp=prefill_tp,

@@ -252,6 +252,7 @@ def estimate_inference(
     range_ratio: float = 1.0,
     poll_interval: int = 1,
     eager_prefill: bool | None = None,
+    matmul_precision: str | None = None,
 ) -> InferenceResult:
     """Estimate one inference configuration. `batch` (static) or `concurrency` (serving); lengths,
     batch and concurrency may be numpy arrays to evaluate many scenarios at once. attention_kernel:
@@ -285,10 +286,13 @@ def estimate_inference(
     Benchmark harness and scheduler settings (planner.serving): `range_ratio` r draws each
     request's lengths uniformly in [r L, L] (bench_serving's --random-range-ratio; mean (1 + r) L / 2),
     which breaks a prefill-first engine's waves apart after the first; `poll_interval` is the decode
-    iterations between the scheduler's admissions of new prompts (SGLang --scheduler-recv-interval
-    times --num-continuous-decode-steps; TensorRT-LLM batch_wait_timeout_iters + 1);
+    iterations between the scheduler's admissions of new prompts (SGLang --scheduler-recv-interval,
+    TensorRT-LLM batch_wait_timeout_iters + 1);
     `eager_prefill` whether prompt-carrying iterations run without CUDA graphs, at least their
-    kernels' host dispatch time (None: the engine's default: SGLang and TensorRT-LLM yes, vLLM V1 no)."""
+    kernels' host dispatch time (None: the engine's default: SGLang and TensorRT-LLM yes, vLLM V1 no).
+    `matmul_precision`: the GEMMs' math precision where the kernels differ from the W8A8-style
+    default of 8/4-bit float weights (e.g. "bf16" for vLLM's MXFP4 MoE, which takes bf16
+    activations: W4A16)."""
     options = dict(locals())  # every argument, for the chunked sweep below
     cat = catalog if isinstance(catalog, Catalog) else load_catalog(catalog)
     knobs = {"batch": batch, "concurrency": concurrency, "input_len": input_len, "output_len": output_len}
@@ -311,7 +315,7 @@ def estimate_inference(
     _check_range_ratio(range_ratio, concurrency, disaggregated, arrival)
     if arrival not in ARRIVALS:
         raise InvalidSpecError(f"unknown arrival '{arrival}' (allowed: {', '.join(ARRIVALS)})")
-    p = Precisions(weight_precision, activation_precision, kv_precision or "bf16")
+    p = Precisions(weight_precision, activation_precision, kv_precision or "bf16", matmul_precision)
     routing = Routing(expert_imbalance, expert_loads, expert_placement)
     prefill_options = prefill_devices is not None or prefill_tp is not None
     _check_modes(batch, concurrency, disaggregated, prefill_options, kv_offload, prefix_hit_rate)

@@ -76,9 +76,9 @@ class EngineProfile:
     # prompt-carrying iterations run eagerly (kernels issued one by one from Python; decode-only
     # ones replay CUDA graphs): such an iteration lasts at least its host dispatch time
     eager_prefill: bool = False
-    # decode iterations between the scheduler's looks for new requests: SGLang's
+    # decode iterations between the scheduler's admissions of new requests: SGLang's
     # --scheduler-recv-interval (SchedulerRecvSkipper: a decode step counts 1 toward it, a prefill
-    # 1000, so it polls at once after one) times --num-continuous-decode-steps; 1 elsewhere
+    # 1000, so it polls at once after one), TensorRT-LLM's batch_wait_timeout_iters + 1; else 1
     poll_steps: int = 1
 
 

@@ -268,8 +268,10 @@ def _precision(name: str | None) -> str | None:
 
 def _poll_interval(cfg: dict[str, Any]) -> int:
     """Iterations between a scheduler's admissions of new prompts, from a row's server flags.
-    SGLang looks every --scheduler-recv-interval loop iterations, each running
-    --num-continuous-decode-steps decode steps. TensorRT-LLM's batch waiting (PyExecutor.
+    SGLang looks every --scheduler-recv-interval loop iterations. Its --num-continuous-decode-steps
+    (set by InferenceMAX's AMD scripts) is inert since the overlap scheduler (SGLang PR #2095,
+    Nov 2024, removed the loop that read it; 0.5.9's python/ reads it nowhere), so it is ignored.
+    TensorRT-LLM's batch waiting (PyExecutor.
     _waiting_requests) counts every iteration and releases the waiting prompts when the count
     reaches batch_wait_timeout_iters (then restarts it) or when the iteration's tokens reach
     batch_wait_max_tokens_ratio x max_num_tokens; the rows that set it (64-255 clients, 1k/1k)
@@ -278,7 +280,7 @@ def _poll_interval(cfg: dict[str, Any]) -> int:
     timeout = cfg.get("batch_wait_timeout_iters")
     if timeout:
         return int(timeout) + 1
-    return int(cfg.get("scheduler_recv_interval") or 1) * int(cfg.get("num_continuous_decode_steps") or 1)
+    return int(cfg.get("scheduler_recv_interval") or 1)
 
 
 def _inference(cfg: dict[str, Any], metric: str, row: dict[str, Any], catalog: Catalog) -> float:
@@ -301,6 +303,7 @@ def _inference(cfg: dict[str, Any], metric: str, row: dict[str, Any], catalog: C
         output_len=cfg["output_len"],
         weight_precision=_precision(cfg.get("weight_precision")) or "bf16",
         kv_precision=_precision(cfg.get("kv_precision")),
+        matmul_precision=_precision(cfg.get("matmul_precision")),
         catalog=catalog,
         engine=engine,
         token_budget=cfg.get("token_budget"),

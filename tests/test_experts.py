@@ -122,6 +122,15 @@ def test_every_token_served_once_and_slots_respected(seed, shape, extra_per_gpu,
         assert np.all(plan.gpu_loads.max(axis=1) <= ref.gpu_loads.max(axis=1) + 1e-9)
 
 
+def test_an_expert_with_no_tokens_still_serves_its_share():
+    """The wrap-around placement once gave an idle expert's only replica share 0 (hypothesis seed 1977)."""
+    rng = np.random.default_rng(1977)
+    table = rng.integers(0, 500, (3, 16)).astype(float) + rng.integers(0, 2, (3, 16)) * 3000
+    assert table[0, 13] == 0.0
+    plan = plan_experts(table, policy="ilp", gpus=8, nodes=2, slots=24, time_limit_s=0.3, min_chunk=64)
+    _conserves(plan, table)
+
+
 def test_memory_per_gpu_caps_the_slots_and_refuses_what_cannot_fit():
     table = synthetic_loads(58, 256, tokens=8192, top_k=8, zipf=0.5)
     # deepseek-v3 fp8: one expert slot over 58 layers is 58 x 44.0 M params = 2.55 GB

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from hardware_db.errors import InvalidSpecError
 from planner.catalog import Catalog
+from planner.cluster import resolve_cluster
 from planner.collectives import UNMEASURED_LINK_FRACTION
 from planner.inference import estimate_inference
 from planner.kernels import estimate_gemm
@@ -195,6 +196,25 @@ def test_an_eager_prefill_lasts_at_least_its_host_dispatch(catalog: Catalog) -> 
     assert float(graphed.prefill_s) < 0.5 * float(sglang.prefill_s)
     assert float(vllm.prefill_s) == pytest.approx(float(graphed.prefill_s))
     assert float(vllm.tpot_s) == pytest.approx(float(sglang.tpot_s), rel=0.05)  # decode steps stay graphed
+
+
+def test_matmul_precision_runs_mxfp4_moe_as_w4a16(catalog: Catalog) -> None:
+    """vLLM's MXFP4 MoE takes bf16 activations: the weights stay 4-bit in memory, the math runs
+    at the bf16 rate and no activation cast precedes the GEMMs."""
+    kw = dict(batch=64, input_len=2048, output_len=2, weight_precision="fp4", catalog=catalog)
+    w4a8 = estimate_inference("gpt-oss-20b", "h100-sxm", 1, **kw)  # fp4 on Hopper runs on its fp8 units
+    w4a16 = estimate_inference("gpt-oss-20b", "h100-sxm", 1, matmul_precision="bf16", **kw)
+    assert (w4a8.matmul_precision, w4a16.matmul_precision) == ("fp8", "bf16")
+    assert w4a16.weight_bytes_per_device == w4a8.weight_bytes_per_device
+    # the expert GEMMs of a 131k-token prefill run at the achieved bf16 rate instead of the fp8 one
+    # (H100: 989 against 1979 TFLOPS peak, each at its measured fraction); attention was 16-bit already
+    perf = resolve_cluster("h100-sxm", 1, catalog).perf
+    experts = [{t.op.name: float(t.compute_s) for t in r.op_times[0][1]}["experts"] for r in (w4a8, w4a16)]
+    assert experts[1] / experts[0] == pytest.approx(perf.achieved_flops("fp8") / perf.achieved_flops("bf16"))
+    assert perf.achieved_flops("fp8") / perf.achieved_flops("bf16") > 1.5
+    assert 1.3 < float(w4a16.prefill_s) / float(w4a8.prefill_s) < 2.0
+    gemms = [t for t in w4a16.op_times[0][1] if t.op.op_class == "gemm"]
+    assert gemms and all(t.op.kernels == 1.0 and not t.op.cast_bytes for t in gemms)
 
 
 def test_poisson_solves_littles_law_and_the_md1_queue() -> None:

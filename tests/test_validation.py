@@ -62,9 +62,9 @@ MISSING_GATE: dict[str, str] = {
     "ML.ENERGY's for Llama-3.1-8B on H100 (chat prompts of unstated length, varied output lengths)",
     "inference": "353 measured serving rows came with the scheduler model; 70 are DeepSeek-R1 on "
     "early-2025 engines (vLLM 0.7, SGLang 0.4.2-0.4.3, TRT-LLM 0.17) predicted 2-5x fast (README 'Validation')",
-    "inference ttft": "InferenceMAX means are their first wave's: the median is modelled within 10%, but the "
-    "harness's C simultaneous prompts are served about one per prefill iteration (p99 ~ C x 60-130 ms) where "
-    "the model batches them; lone DeepSeek-R1 prefills measure 3x the model's; early-2025 engines 2-3x slow",
+    "inference ttft": "InferenceMAX means are their first wave's (p99 ~ 0.5 s + 57 ms x C on MI355X): a large "
+    "DeepSeek-R1 prefill runs at ~40% of the modelled rate there and a lone one at ~1/3 on H200 (medians 20-30% "
+    "short, means 45-57%); early-2025 engines are 2-3x slower still",
     "inference tpot": "DeepSeek-R1 rows on early-2025 engines 50-70% fast; GPUStack's single bursts decode "
     "at a burst pace the model puts 2-3x faster; NIM's unstated KV precision (bf16 assumed) halves the slots",
 }

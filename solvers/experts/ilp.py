@@ -63,8 +63,8 @@ def wrap_around(load: Array, gpus: int, per_gpu: int) -> tuple[IntArray, Array] 
     g, room = 0, cap
     for e in mixed:
         left = float(load[e])
-        if left == 0.0:
-            slots[min(g, gpus - 1)].append((int(e), 0.0))
+        if left == 0.0:  # its one replica serves all of its (no) tokens
+            slots[min(g, gpus - 1)].append((int(e), 1.0))
             continue
         while left > 1e-9 * cap:
             if g >= gpus:
