@@ -278,12 +278,16 @@ def layer_ops(
     dims = (heads, kv_heads, qk_dim, v_dim, layers)
     if phase == "mixed":
         # a decode-only iteration launches no prefill attention kernel, a prefill-only one no decode kernel
-        decode = _attention_op(spec, s, p, t_own, ctx, seqs, dims, "decode", attention_kernel)
-        ops.append(replace(decode, kernels=_launched(t_own)))
+        ops.append(
+            _attention_op(spec, s, p, t_own, ctx, seqs, dims, "decode", attention_kernel, launches=_launched(t_own))
+        )
         q = np.asarray(prefill_tokens, dtype=np.float64)
         prompt = np.asarray(prompt_len, dtype=np.float64)
-        chunk = _attention_op(spec, s, p, q, prompt, q / prompt, dims, "prefill", attention_kernel)
-        ops.append(replace(chunk, name="attention_prefill", kernels=_launched(q)))
+        ops.append(
+            _attention_op(
+                spec, s, p, q, prompt, q / prompt, dims, "prefill", attention_kernel, "attention_prefill", _launched(q)
+            )
+        )
     else:
         ops.append(_attention_op(spec, s, p, t, ctx, seqs, dims, phase, attention_kernel))
     if s.cp > 1:  # ring attention: every rank sees every other rank's K and V chunk once per pass
@@ -361,6 +365,8 @@ def _attention_op(
     dims: tuple[float, float, float, float, float],
     phase: Phase,
     kernel: str | None = None,
+    name: str = "attention",
+    launches: Any = 1.0,
 ) -> Op:
     """FlashAttention-style: scores never reach memory. Prefill reads Q, K, V and writes O once and
     appends K, V to the cache; decode reads each sequence's cached keys and values.
@@ -384,10 +390,11 @@ def _attention_op(
         kv_read = seqs * keys * (kv_per_token_device * p.kv_bytes / s.cp)
         act = t * (heads * (qk_dim + v_dim) * p.act_bytes)
         return Op(
-            "attention",
+            name,
             "attention",
             layers,
             flops=flops,
+            kernels=launches,
             kv_bytes=kv_read + t * (kv_per_token_device * p.kv_bytes),
             activation_bytes=act,
             exp_ops=t * keys * heads,
@@ -414,10 +421,11 @@ def _attention_op(
         act = act + t * ctx * heads * forward_per_score
         backward_flops, backward_bytes = UNFUSED_BACKWARD_FLOPS, backward_per_score / forward_per_score
     return Op(
-        "attention",
+        name,
         "attention",
         layers,
         flops=flops,
+        kernels=launches,
         activation_bytes=act,
         kv_bytes=kv_write,
         # unfused: the exponentials run in a memory-bound softmax kernel, costed by its bytes

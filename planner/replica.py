@@ -69,13 +69,11 @@ class Column(Sequence[OpTime]):
     @property
     def bound(self) -> str:
         i = self._index
-        return _heaviest(
-            (
-                bound_of(*(_take(x, i) for x in (t.compute_s, t.memory_s, t.comm_s, t.overhead_s))),
-                mean(_take(t.total_s, i)),
-            )
+        rows = (
+            [_column_mean(x, i) for x in (t.compute_s, t.memory_s, t.comm_s, t.overhead_s, t.total_s)]
             for t in self._times
         )
+        return _heaviest((bound_of(*row[:4]), row[4]) for row in rows)
 
 
 def _pp_p2p_s(cluster: Cluster, spec: ModelSpec, p: Precisions, s: Sharding, tokens: Array) -> Array:
@@ -184,6 +182,14 @@ def _take(x: Any, i: int) -> Any:
     if isinstance(x, np.ndarray) and x.ndim:
         return x[..., i] if x.shape[-1] == SHAPES else x[..., 0] if x.shape[-1] == 1 else x
     return x
+
+
+def _column_mean(x: Any, i: int) -> float:
+    """mean(_take(x, i)) in one step: the bound reads five of these per op."""
+    if isinstance(x, np.ndarray) and x.ndim:
+        v = x[..., i] if x.shape[-1] == SHAPES else x[..., 0] if x.shape[-1] == 1 else x
+        return float(v) if v.ndim == 0 else float(v.mean())
+    return float(x)
 
 
 def _column(times: list[OpTime], i: int) -> list[OpTime]:

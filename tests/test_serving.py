@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 import pytest
@@ -16,6 +17,7 @@ from planner.collectives import UNMEASURED_LINK_FRACTION
 from planner.inference import estimate_inference
 from planner.kernels import estimate_gemm
 from planner.queueing import md1_wait_s
+from planner.replica import dominant_bound
 from planner.serving import (
     DECODE,
     EAGER_HOST_S_PER_LAUNCH,
@@ -215,6 +217,14 @@ def test_matmul_precision_runs_mxfp4_moe_as_w4a16(catalog: Catalog) -> None:
     assert 1.3 < float(w4a16.prefill_s) / float(w4a8.prefill_s) < 2.0
     gemms = [t for t in w4a16.op_times[0][1] if t.op.op_class == "gemm"]
     assert gemms and all(t.op.kernels == 1.0 and not t.op.cast_bytes for t in gemms)
+
+
+@pytest.mark.parametrize("concurrency", [1, 64, np.array([1.0, 64.0, 512.0])])
+def test_a_serving_columns_bound_is_its_ops_bound(catalog: Catalog, concurrency: Any) -> None:
+    """The lazy column reads its ops' times without building them: the same bound as the built ops."""
+    r = estimate_inference("llama3.1-70b", "h100-sxm", 8, tp=8, concurrency=concurrency, catalog=catalog)
+    for _, column in r.op_times:
+        assert column.bound == dominant_bound(list(column))
 
 
 def test_poisson_solves_littles_law_and_the_md1_queue() -> None:
