@@ -23,22 +23,29 @@ Closed loop (`arrival="closed"`: C benchmark clients, a new request as soon as o
 harness starts all C requests at once, so the first C prompts arrive together (a burst): request of
 rank r gets its first token after j(r) = ceil(r L / B_eff) burst iterations (unchunked engines:
 ceil(r / floor(B_eff / L))). Afterwards:
-- prefill-first: every request of the wave finishes in the same decode step, so every wave is again
-  a burst. e2e = n x tau_burst + (O - 1) x tau_decode for all (n = j(c)); TPOT = (e2e - TTFT) / (O - 1).
+- prefill-first, every request the same length: every request of the wave finishes in the same
+  decode step, so every wave is again a burst. e2e = n x tau_burst + (O - 1) x tau_decode for all
+  (n = j(c)); TPOT = (e2e - TTFT) / (O - 1).
+- prefill-first, lengths drawn in [r L, L] (`staggered`, bench_serving's --random-range-ratio r < 1):
+  the waves break up after the first and the later prompts are prefilled in small groups while
+  the decodes wait (`_prefill_first_steady`).
 - mixed: requests prefilled in different iterations finish in different iterations, and their
   successors arrive staggered: each group is prefilled in its own iteration(s) beside the running
   decodes. Per cycle of N = W + O - 1 iterations a request waits W = max(ceil(L / B_eff), n - O + 1)
   iterations (more than its own chunks only when the budget cannot absorb a wave within one
   lifetime), a share u = n / N of iterations carries prompts, tau_avg = u tau_group + (1 - u) tau_decode,
-  TTFT_ss = tau_avg / 2 + W_own tau_group + (W - W_own) tau_avg, TPOT = tau_avg.
-  A benchmark of `num_prompts` requests averages the first wave (C of them) with the steady state.
-Percentiles come from the mixture of the burst's ranks and the steady state.
+  TTFT_ss = P tau_avg / 2 + W_own tau_group + (W - W_own) tau_avg, TPOT = tau_avg, where P is the
+  engine's admission interval (`poll_steps`: a new prompt waits half of it on average).
+  A benchmark of `num_prompts` requests averages the first wave (C of them) with the steady state;
+  the first wave's early requests decode one token per burst iteration until the burst ends.
+Percentiles come from the mixture of the burst's ranks and the steady state. Prompt-carrying
+iterations of engines that run them eagerly last at least their host dispatch (`host_floor_s`).
 
 Open loop (`arrival="poisson"`, requests at rate lam; c in flight on average, Little's law): the
 prompts' prefill is an M/D/1 server (planner.queueing) with service s = L tau_full / B_eff. A share
 rho = lam s of wall time runs prompt-carrying iterations; TPOT = tau_decode / (1 - rho) under
 prefill-first (decodes stop), tau_decode / (1 - rho + lam tau_decode L / B_eff) under mixed (those
-iterations decode too). TTFT = TPOT / 2 + W_own tau_own + Wq; lam solves c = lam (TTFT + (O - 1) TPOT).
+iterations decode too). TTFT = P TPOT / 2 + W_own tau_own + Wq; lam solves c = lam (TTFT + (O - 1) TPOT).
 """
 
 from __future__ import annotations
