@@ -373,28 +373,12 @@ def estimate_inference(
     active = np.maximum(mem.running, 1.0)
     hits = _Hits(spec, s, p, mem.tiers, kv_offload, prefix_hit_rate, in_len, out_len)
     fits, reason = _admits(mem, serving)
-    rho: Any = None
-    if not serving:  # every prompt of the batch prefilled at once
-        prefill_s, prefill_times = hits.prefill(rep, per_replica)
-        decode_s, decode_times = rep.decode(active, in_len, in_len + out_len / 2.0)
-        ttft, tpot = prefill_s, decode_s
-        pcts: tuple[Any, ...] = (prefill_s,) * len(qs)  # every prompt of the batch at once
+    if serving:
+        load = _Load(arrival, per_replica, dp_, num_prompts, qs, staggered=range_ratio < 1.0)
+        served = _serving(rep, profile, load, active, in_len, out_len, hits.new_len)
     else:
-        served = _serving(
-            rep,
-            profile,
-            arrival,
-            active,
-            in_len,
-            out_len,
-            per_replica,
-            dp_,
-            num_prompts,
-            qs,
-            hits.new_len,
-            staggered=range_ratio < 1.0,
-        )
-        prefill_s, decode_s, ttft, tpot, rho, pcts, prefill_times, decode_times = served
+        served = _static(rep, hits, active, per_replica, in_len, out_len, len(qs))
+    prefill_s, decode_s, ttft, tpot, rho, pcts, prefill_times, decode_times = served
     mode = "serving" if serving else "static"
     ttft, pcts = ttft + hits.load_s, tuple(x + hits.load_s for x in pcts)
     e2e = ttft + (out_len - 1.0) * tpot
@@ -454,19 +438,38 @@ def _replicas(devices: int | None, dp: int | None, tp: int, pp: int, ep: int) ->
     return n, dp_
 
 
+def _static(
+    rep: Replica, hits: _Hits, active: Array, per_replica: Array, in_len: Array, out_len: Array, quantiles: int
+) -> tuple[Any, ...]:
+    """One static batch: every prompt prefilled at once (so every TTFT percentile is that prefill),
+    then decoded together; the same tuple as _serving, with no prefill utilisation."""
+    prefill_s, prefill_times = hits.prefill(rep, per_replica)
+    decode_s, decode_times = rep.decode(active, in_len, in_len + out_len / 2.0)
+    return prefill_s, decode_s, prefill_s, decode_s, None, (prefill_s,) * quantiles, prefill_times, decode_times
+
+
+@dataclass(frozen=True)
+class _Load:
+    """How requests reach a serving replica set: the arrival process, the clients per replica and
+    replicas, the closed-loop benchmark's length, the TTFT quantiles asked for, and whether request
+    lengths vary (a closed loop's range ratio below 1)."""
+
+    arrival: str
+    per_replica: Array
+    dp: int
+    num_prompts: Any
+    qs: tuple[float, ...]
+    staggered: bool = False
+
+
 def _serving(
     rep: Replica,
     profile: EngineProfile,
-    arrival: str,
+    load: _Load,
     active: Array,
     in_len: Array,
     out_len: Array,
-    per_replica: Array,
-    dp: int,
-    num_prompts: Any,
-    qs: tuple[float, ...],
     new_len: Any = None,
-    staggered: bool = False,
 ) -> tuple[Any, ...]:
     """Continuous batching (planner.serving): one vectorised pass times every iteration shape, the
     lone prefill and the decode step included, then the scheduler's latencies. Returns prefill and
@@ -480,11 +483,12 @@ def _serving(
     tau = np.where(tokens > 0, np.maximum(tau, host_floor_s(profile, launches)), tau)
     # with speculation each decode iteration advances a request by E tokens
     per_step = rep.tokens_per_step
-    clients = per_replica * dp
-    requests = num_prompts if num_prompts is not None else PROMPTS_PER_CLIENT * clients
+    clients = load.per_replica * load.dp
+    requests = load.num_prompts if load.num_prompts is not None else PROMPTS_PER_CLIENT * clients
     steps = 1.0 + (out_len - 1.0) / per_step
-    lat = serve(profile, arrival, tau, active, work, steps, clients / np.maximum(requests, clients), qs, staggered)
-    lat = admitted(lat, per_replica, active)
+    first_wave = clients / np.maximum(requests, clients)
+    lat = serve(profile, load.arrival, tau, active, work, steps, first_wave, load.qs, load.staggered)
+    lat = admitted(lat, load.per_replica, active)
     return (
         tau[..., PREFILL],
         tau[..., DECODE] / per_step,
