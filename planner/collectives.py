@@ -311,7 +311,8 @@ def collective_time(
     if n < 1:
         raise InvalidSpecError(f"a collective needs at least 1 device (got {n})")
     size = bytes_ if isinstance(bytes_, float) else np.asarray(bytes_, dtype=np.float64)
-    if np.any(size < 0):
+    scalar = isinstance(size, float)  # one estimate: plain comparisons (numpy's any/all cost ~5 us each)
+    if (size < 0) if scalar else np.any(size < 0):
         raise InvalidSpecError("bytes must be >= 0")
     if n == 1:
         zero = size * 0.0
@@ -322,7 +323,9 @@ def collective_time(
     if not models:
         raise InvalidSpecError(f"algorithm '{algorithm}' does not apply to {op} on {n} x {cluster.device.id}")
     # buffers the engine's own kernel takes skip the ramp; a ramp of 1 is no ramp at all
-    engine_takes_all = bool(engine_max_bytes) and bool(np.all(size <= engine_max_bytes))
+    engine_takes_all = bool(engine_max_bytes) and bool(
+        (size <= engine_max_bytes) if scalar else np.all(size <= engine_max_bytes)
+    )
     ramp = None if engine_takes_all else ramp_fraction(fab, op, size, n, shape.domains)
     if ramp is not None and engine_max_bytes:
         ramp = np.where(size <= engine_max_bytes, 1.0, ramp) if np.ndim(size) else ramp

@@ -17,7 +17,7 @@ from planner.evaluate import op_time
 from planner.inference import estimate_inference
 from planner.kernels import estimate_gemm
 from planner.memory import weight_bytes_per_device
-from planner.ops import Precisions, Sharding, phase_ops
+from planner.ops import Op, Precisions, Sharding, changed, phase_ops
 from planner.training import estimate_training
 
 
@@ -361,3 +361,16 @@ def test_tp_overlap_hides_tp_collectives_under_their_gemms(catalog: Catalog) -> 
         "llama3.1-70b", "h100-sxm", 64, tp=1, dp=64, zero=3, global_batch=512, tp_overlap=True, catalog=catalog
     )
     assert same.step_time_s == one.step_time_s  # nothing to overlap without TP
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    field=st.sampled_from(["engine_max_bytes", "internode_share", "cast_bytes", "kernels", "name"]),
+    value=st.one_of(st.floats(0.0, 1e9), st.text(min_size=1, max_size=8)),
+)
+def test_changed_is_dataclasses_replace(field: str, value: object) -> None:
+    """ops.changed stands in for dataclasses.replace on the hot paths: the same op, fields and all."""
+    op = Op("x", "comm", 2, flops=0.0, activation_bytes=np.arange(3.0), comm="all-reduce", extra={"a": 1.0})
+    assert changed(op, **{field: value}) == replace(op, **{field: value})
+    with pytest.raises(TypeError):
+        changed(op, no_such_field=1)
