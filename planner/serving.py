@@ -22,7 +22,11 @@ where blocks grow with the tokens). Clients beyond that wait for a slot (`admitt
 Closed loop (`arrival="closed"`: C benchmark clients, a new request as soon as one finishes). The
 harness starts all C requests at once, so the first C prompts arrive together (a burst): request of
 rank r gets its first token after j(r) = ceil(r L / B_eff) burst iterations (unchunked engines:
-ceil(r / floor(B_eff / L))). Afterwards:
+ceil(r / floor(B_eff / L))). The prompts reach the scheduler one after another (the front end
+tokenises one request at a time), and an idle scheduler starts at once on what it has: the first
+prompt runs alone and ranks 2..C also wait out that iteration (SGLang 0.5.9: the scheduler busy-polls
+when idle and drains its queue at each poll; pegainfer #744 reports the same: "the first selection
+sees only 1 of 16 requests; the rest arrive one step later"). Afterwards:
 - prefill-first, every request the same length: every request of the wave finishes in the same
   decode step, so every wave is again a burst. e2e = n x tau_burst + (O - 1) x tau_decode for all
   (n = j(c)); TPOT = (e2e - TTFT) / (O - 1).
@@ -281,8 +285,9 @@ class Latency:
 _GRID = (np.arange(64) + 0.5) / 64  # rank quantiles sampled in a burst
 
 
-def _burst_iterations(profile: EngineProfile, slots: Array, in_len: Array, budget: Array) -> tuple[Array, Array]:
-    """Iterations until each sampled rank's first token (..., 64), and the burst's length n = j(c)."""
+def _burst_iterations(profile: EngineProfile, slots: Array, in_len: Array, budget: Array) -> tuple[Array, Array, Array]:
+    """Iterations until each sampled rank's first token (..., 64), the burst's length n = j(c), and
+    the sampled ranks."""
     ranks = np.ceil(_GRID * slots[..., None])
     if profile.chunked:
         x = (in_len / budget)[..., None]
@@ -292,7 +297,7 @@ def _burst_iterations(profile: EngineProfile, slots: Array, in_len: Array, budge
         k = _prompts_per_iteration(profile, budget, in_len)
         j = np.ceil(ranks / k[..., None] - 1e-9)
         n = np.ceil(slots / k - 1e-9)
-    return np.maximum(j, 1.0), np.maximum(n, 1.0)
+    return np.maximum(j, 1.0), np.maximum(n, 1.0), ranks
 
 
 def _weighted_quantiles(values: Array, weights: Array, qs: tuple[float, ...]) -> tuple[Array, ...]:
@@ -318,12 +323,15 @@ def closed_loop(
     staggered: request lengths vary, so a prefill-first engine's waves break up after the first."""
     budget = prompt_budget(profile, slots)
     t_burst, t_group, t_decode = tau[..., BURST], tau[..., GROUP], tau[..., DECODE]
-    j, n = _burst_iterations(profile, slots, in_len, budget)
-    burst = j * t_burst[..., None]
+    j, n, ranks = _burst_iterations(profile, slots, in_len, budget)
+    # the wave's prompts reach the scheduler one after another (the engine's front end tokenises
+    # them one at a time): an idle scheduler starts on the first alone, the rest wait that iteration
+    lead = np.where(slots > 1.0, tau[..., OWN], 0.0)
+    burst = j * t_burst[..., None] + np.where(ranks > 1.0, lead[..., None], 0.0)
     steps = np.maximum(out_len - 1.0, 1.0)
     a = np.clip(first_wave_share, 0.0, 1.0)
     if not profile.mixed:
-        e2e = n * t_burst + (out_len - 1.0) * t_decode  # decodes wait for the whole burst
+        e2e = lead + n * t_burst + (out_len - 1.0) * t_decode  # decodes wait for the whole burst
         ttft = burst.mean(axis=-1)
         if not staggered:  # every wave is a burst
             pcts = _weighted_quantiles(burst, np.ones_like(burst), qs)

@@ -97,14 +97,16 @@ def _tau(burst: float, group: float, decode: float) -> np.ndarray:
 
 
 def test_prefill_first_closed_loop_by_hand() -> None:
-    """8 clients, 2 prompts per 2000-token iteration: ranks wait ceil(r / 2) = 1,1,2,2,3,3,4,4 bursts."""
+    """8 clients, 2 prompts per 2000-token iteration: the first prompt runs alone (0.1 s), then ranks
+    wait ceil(r / 2) = 1,1,2,2,3,3,4,4 bursts of 0.1 s; ranks 2-8 also waited out the lone one."""
     sglang = EngineProfile("t", 2000, mixed=False, chunked=True, reserves_output=False, source="test")
     lat = closed_loop(sglang, _tau(0.1, 0.1, 0.01), np.array(8.0), np.array(1000.0), np.array(11.0), np.array(0.1))
-    assert lat.ttft_s == pytest.approx(0.25)  # mean of 1..4 bursts of 0.1 s
-    e2e = 4 * 0.1 + 10 * 0.01  # every request ends together: the burst, then 10 decode steps
-    assert lat.tpot_s == pytest.approx((e2e - 0.25) / 10)
+    ranks = [0.1, 0.2, 0.3, 0.3, 0.4, 0.4, 0.5, 0.5]
+    assert lat.ttft_s == pytest.approx(sum(ranks) / 8)
+    e2e = 0.1 + 4 * 0.1 + 10 * 0.01  # every request ends together: the lone prompt, the burst, 10 decode steps
+    assert lat.tpot_s == pytest.approx((e2e - sum(ranks) / 8) / 10)
     assert lat.rate_per_s == pytest.approx(8 / e2e)
-    assert [float(p) for p in lat.ttft_percentiles_s] == pytest.approx([0.2, 0.4, 0.4])
+    assert [float(p) for p in lat.ttft_percentiles_s] == pytest.approx([0.3, 0.5, 0.5])
 
 
 def test_mixed_closed_loop_by_hand() -> None:
@@ -118,7 +120,8 @@ def test_mixed_closed_loop_by_hand() -> None:
     # iterations and decode through the 3,3,2,2,1,1,0,0 left (1.5 on average) at the burst's pace
     first = (1.5 * 0.08 + 8.5 * t_avg) / 10
     assert lat.tpot_s == pytest.approx(0.1 * first + 0.9 * t_avg)
-    assert lat.ttft_s == pytest.approx(0.1 * 2.5 * 0.08 + 0.9 * steady)
+    wave = 2.5 * 0.08 + 7 / 8 * 0.1  # ranks 2-8 also wait for the first prompt's lone iteration (own: 0.1 s)
+    assert lat.ttft_s == pytest.approx(0.1 * wave + 0.9 * steady)
     assert lat.rate_per_s == pytest.approx(8 / (lat.ttft_s + 10 * lat.tpot_s))
 
 
@@ -127,7 +130,7 @@ def test_a_single_burst_decodes_at_the_burst_pace_then_alone() -> None:
     vllm = EngineProfile("t", 2007, mixed=True, chunked=True, reserves_output=False, source="test")
     lat = closed_loop(vllm, _tau(0.08, 0.1, 0.01), np.array(8.0), np.array(1000.0), np.array(11.0), np.array(1.0))
     assert lat.tpot_s == pytest.approx((1.5 * 0.08 + 8.5 * 0.01) / 10)
-    assert lat.ttft_s == pytest.approx(2.5 * 0.08)
+    assert lat.ttft_s == pytest.approx(2.5 * 0.08 + 7 / 8 * 0.1)
 
 
 def test_staggered_prefill_first_by_hand() -> None:
