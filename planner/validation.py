@@ -271,9 +271,9 @@ def _poll_interval(cfg: dict[str, Any]) -> int:
     SGLang looks every --scheduler-recv-interval loop iterations. Its --num-continuous-decode-steps
     (set by InferenceMAX's AMD scripts) is inert since the overlap scheduler (SGLang PR #2095,
     Nov 2024, removed the loop that read it; 0.5.9's python/ reads it nowhere), so it is ignored.
-    TensorRT-LLM's batch waiting (PyExecutor.
-    _waiting_requests) counts every iteration and releases the waiting prompts when the count
-    reaches batch_wait_timeout_iters (then restarts it) or when the iteration's tokens reach
+    TensorRT-LLM's batch waiting (PyExecutor._waiting_requests) counts every iteration and
+    releases the waiting prompts when the count reaches batch_wait_timeout_iters (then restarts
+    it) or when the iteration's tokens reach
     batch_wait_max_tokens_ratio x max_num_tokens; the rows that set it (64-255 clients, 1k/1k)
     gather 2-3 prompts of ~1k tokens per 41 iterations, far below that threshold, so the
     timeout sets the pace."""
