@@ -276,8 +276,12 @@ def _poll_interval(cfg: dict[str, Any]) -> int:
     it) or when the iteration's tokens reach
     batch_wait_max_tokens_ratio x max_num_tokens; the rows that set it (64-255 clients, 1k/1k)
     gather 2-3 prompts of ~1k tokens per 41 iterations, far below that threshold, so the
-    timeout sets the pace."""
-    timeout = cfg.get("batch_wait_timeout_iters")
+    timeout sets the pace. With attention DP and enable_balance (PyExecutor._balance_adp_requests)
+    context requests wait until every DP rank has one, or until a count kept every iteration
+    they do not reaches attention_dp_config.timeout_iters: at 16-32 requests per rank and ~1k
+    output tokens a rank sees a new prompt every ~30-60 iterations, so all eight rarely hold one
+    at once and the timeout sets the pace here too (an upper bound on the wait)."""
+    timeout = cfg.get("batch_wait_timeout_iters") or cfg.get("adp_balance_timeout_iters")
     if timeout:
         return int(timeout) + 1
     return int(cfg.get("scheduler_recv_interval") or 1)

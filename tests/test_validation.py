@@ -91,3 +91,14 @@ def test_median_error_per_category_within_gate(summary: dict[str, float], catego
     median, gate = summary[category], GATES.get(category, GATE)
     assert median == median, f"{category}: no evaluated non-calibration rows"  # NaN: nothing to judge
     assert median <= gate, f"{category}: median error {median:.1%} > {gate:.0%}"
+
+
+def test_server_flags_map_to_the_admission_interval() -> None:
+    """A row's scheduler flags, as the engine code reads them (planner.validation._poll_interval)."""
+    from planner.validation import _poll_interval
+
+    assert _poll_interval({}) == 1
+    assert _poll_interval({"scheduler_recv_interval": 30}) == 30
+    assert _poll_interval({"scheduler_recv_interval": 1, "num_continuous_decode_steps": 4}) == 1  # inert flag
+    assert _poll_interval({"batch_wait_timeout_iters": 40, "batch_wait_max_tokens_ratio": 0.8}) == 41
+    assert _poll_interval({"adp_balance_timeout_iters": 60}) == 61
