@@ -325,8 +325,10 @@ def closed_loop(
     t_burst, t_group, t_decode = tau[..., BURST], tau[..., GROUP], tau[..., DECODE]
     j, n, ranks = _burst_iterations(profile, slots, in_len, budget)
     # the wave's prompts reach the scheduler one after another (the engine's front end tokenises
-    # them one at a time): an idle scheduler starts on the first alone, the rest wait that iteration
-    lead = np.where(slots > 1.0, tau[..., OWN], 0.0)
+    # them one at a time): an idle scheduler starts on the first alone, the rest wait that iteration.
+    # Nothing decodes yet: the prompt's chunk alone (prefill-first's OWN shape; under mixed
+    # scheduling OWN carries the running decodes, so the lone prefill is the closer of the two)
+    lead = np.where(slots > 1.0, np.minimum(tau[..., OWN], tau[..., PREFILL]), 0.0)
     burst = j * t_burst[..., None] + np.where(ranks > 1.0, lead[..., None], 0.0)
     steps = np.maximum(out_len - 1.0, 1.0)
     a = np.clip(first_wave_share, 0.0, 1.0)
