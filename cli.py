@@ -627,7 +627,7 @@ def estimate_training_cmd(
 @estimate_app.command("op")
 def estimate_op_cmd(
     hardware: HardwareOpt,
-    kind: Annotated[str, typer.Option(help="gemm, attention or memory.")] = "gemm",
+    kind: Annotated[str, typer.Option(help="gemm, grouped-gemm, moe, attention or memory.")] = "gemm",
     m: Annotated[int, typer.Option(min=1, help="GEMM rows (tokens).")] = 4096,
     n: Annotated[int, typer.Option(min=1, help="GEMM columns.")] = 4096,
     k: Annotated[int, typer.Option(min=1, help="GEMM depth.")] = 4096,
@@ -639,7 +639,16 @@ def estimate_op_cmd(
     causal: Annotated[bool, typer.Option(help="Attention: causal mask.")] = True,
     pass_: Annotated[str, typer.Option("--pass", help="forward, backward or forward+backward.")] = "forward",
     size: Annotated[str, typer.Option("--bytes", help="Memory: bytes moved, e.g. 1GiB.")] = "1GiB",
-    precision: Annotated[str, typer.Option(help="bf16, fp16, fp8, ...")] = "bf16",
+    groups: Annotated[int, typer.Option(min=1, help="Grouped GEMM: GEMMs of m x n x k in one kernel.")] = 8,
+    model: Annotated[
+        str | None, typer.Option(help="MoE: a mixture-of-experts model ID; its layer's routed experts.")
+    ] = None,
+    tokens: Annotated[int, typer.Option(min=1, help="MoE: tokens entering the layer (over the EP group).")] = 1024,
+    ep: Annotated[
+        int, typer.Option(min=1, help="MoE: expert-parallel ways (the device holds 1/ep of the experts).")
+    ] = 1,
+    expert_tp: Annotated[int, typer.Option(min=1, help="MoE: ways each expert is split (TP MoE).")] = 1,
+    precision: Annotated[str, typer.Option(help="bf16, fp16, fp8, ... (MoE: the experts' weights).")] = "bf16",
     attention_kernel: AttentionKernelOpt = None,
     out: OutOpt = None,
     force: ForceOpt = False,
@@ -649,12 +658,27 @@ def estimate_op_cmd(
     """Time, achieved FLOP/s and bound of one kernel.
 
     Example: planner estimate op -H h100-sxm --kind gemm --m 8192 --precision fp8
+    Example: planner estimate op -H b200 --kind moe --model deepseek-r1 --tokens 4096 --ep 8 --precision fp4
     """
-    from planner.kernels import estimate_attention, estimate_gemm, estimate_memory_copy
+    from planner.kernels import (
+        estimate_attention,
+        estimate_gemm,
+        estimate_grouped_gemm,
+        estimate_memory_copy,
+        estimate_moe_layer,
+    )
 
     _catalog(catalog)
     if kind == "gemm":
         r = estimate_gemm(hardware, m, n, k, precision, catalog)
+    elif kind == "grouped-gemm":
+        r = estimate_grouped_gemm(hardware, groups, m, n, k, precision, catalog)
+    elif kind == "moe":
+        if model is None:
+            raise PlannerError("--kind moe needs --model (a mixture-of-experts model ID)")
+        r = estimate_moe_layer(
+            hardware, model, tokens, ep=ep, expert_tp=expert_tp, weight_precision=precision, catalog=catalog
+        )
     elif kind == "attention":
         r = estimate_attention(
             hardware, batch, heads, seq_len, head_dim, kv_heads, causal, pass_, precision, catalog, attention_kernel
@@ -662,7 +686,7 @@ def estimate_op_cmd(
     elif kind == "memory":
         r = estimate_memory_copy(hardware, _quantity(size, "bytes", "--bytes"), catalog)
     else:
-        raise PlannerError(f"unknown --kind '{kind}' (allowed: gemm, attention, memory)")
+        raise PlannerError(f"unknown --kind '{kind}' (allowed: gemm, grouped-gemm, moe, attention, memory)")
     _emit_estimate(r, fmt, list(r.to_dict()), f"{kind} on {r.hardware}", out, force, catalog)
 
 

@@ -74,6 +74,8 @@ __all__ = install_lazy_exports(
         "estimate_inference": "planner.inference",
         "estimate_training": "planner.training",
         "estimate_gemm": "planner.kernels",
+        "estimate_grouped_gemm": "planner.kernels",
+        "estimate_moe_layer": "planner.kernels",
         "estimate_attention": "planner.kernels",
         "estimate_memory_copy": "planner.kernels",
         "estimate_collective": "planner.kernels",

@@ -44,7 +44,7 @@ from planner.memory import (
     scratchpad_tier,
     weight_parts,
 )
-from planner.ops import Precisions, Sharding, check_sharding, expert_touch_share
+from planner.ops import Precisions, Sharding, check_sharding, expert_touch_share, on_units
 from planner.power import DevicePower, device_power, pass_power_w, system_power_w
 from planner.queueing import md1_wait_percentile_s
 from planner.replica import (
@@ -198,14 +198,6 @@ def _within_context(spec: ModelSpec, in_len: Array, out_len: Array) -> None:
         raise InvalidSpecError(
             f"--input-len + --output-len ({longest:.0f} tokens) exceeds {spec.id}'s context ({spec.max_seq_len} tokens)"
         )
-
-
-def on_units(p: Precisions, cluster: Cluster) -> Precisions:
-    """The precisions with the math on the matrix unit the device has: 8-bit weights on a part
-    without 8-bit float units are dequantised to 16 bits in the GEMM (vLLM's Marlin W8A16 / W4A16
-    kernels), fp4 on Hopper runs on its fp8 units. `matmul_precision` in the result says which."""
-    unit = cluster.perf.unit_precision(p.compute)
-    return p if unit == p.compute else Precisions(p.weight, p.activation, p.kv, unit)
 
 
 def estimate_inference(
@@ -744,7 +736,7 @@ def _memory(
         tiers,
         kv=kv,
         kv_tiers=kv_tiers,
-        expert_reads=expert_touch_share(spec, s, running),
+        expert_reads=expert_touch_share(spec.moe, s, running),
         embedding_reads=np.ceil(running) / spec.vocab_size,
         policy=policy,
         weights_remote=pool is not None,
@@ -876,7 +868,7 @@ def _disaggregated(
     act_p = inference_activation_bytes(spec, s_p, p, in_len)
     # a prefill pass touches every expert; a decode step the share its batch routes to
     place_p = place(parts_p, act_p, tiers_p, kv=kv_bytes_per_sequence(spec, s_p, p, in_len))
-    touched = expert_touch_share(spec, s_d, np.ceil(c_d))
+    touched = expert_touch_share(spec.moe, s_d, np.ceil(c_d))
     tokens_d = np.ceil(c_d) / spec.vocab_size
     place_d = place(parts_d, act_d, tiers_d, kv=kv_d, expert_reads=touched, embedding_reads=tokens_d)
     kernel = attention_kernel

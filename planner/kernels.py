@@ -1,4 +1,5 @@
-"""Single-op what-ifs: one GEMM, one attention kernel, one collective, one streaming copy."""
+"""Single-op what-ifs: one GEMM, a grouped GEMM or a MoE layer's experts, one attention kernel, one
+collective, one streaming copy."""
 
 from __future__ import annotations
 
@@ -9,13 +10,22 @@ import numpy as np
 
 from hardware_db.errors import InvalidSpecError
 from planner.arrays import frame, plain, scalar_or_array
-from planner.catalog import Catalog, load_catalog
+from planner.catalog import Catalog, load_catalog, resolve_model
 from planner.cluster import UNFUSED_ATTENTION, resolve_cluster
 from planner.collectives import collective_time
 from planner.evaluate import ATTENTION_BACKWARD_FLOPS, backward_s, op_time
-from planner.ops import UNFUSED_BACKWARD_FLOPS, Op, unfused_bytes_per_score
+from planner.ops import (
+    UNFUSED_BACKWARD_FLOPS,
+    Op,
+    Precisions,
+    Sharding,
+    on_units,
+    routed_expert_ops,
+    unfused_bytes_per_score,
+)
 from planner.roofline import attention_tile_efficiency
 from workloads.derived import bytes_per_element
+from workloads.schema import ModelSpec
 
 
 def _catalog(catalog: Catalog | str | None) -> Catalog:
@@ -96,6 +106,78 @@ def estimate_gemm(
         k=K,
     )
     return _result("gemm", hardware, precision, op, cat)
+
+
+def estimate_grouped_gemm(
+    hardware: str, groups: Any, m: Any, n: Any, k: Any, precision: str = "bf16", catalog: Catalog | str | None = None
+) -> KernelResult:
+    """`groups` independent GEMMs C[m x n] = A[m x k] B[k x n] in one kernel (a MoE layer's expert
+    GEMM with m routed rows per expert): each group has its own weights, and the units are filled
+    with every group's tiles at once (planner.roofline)."""
+    cat = _catalog(catalog)
+    G, M, N, K = (np.asarray(x, dtype=np.float64) for x in (groups, m, n, k))
+    if np.any(G < 1) or np.any(M < 1) or np.any(N < 1) or np.any(K < 1):
+        raise InvalidSpecError("groups, m, n and k must be >= 1")
+    e = bytes_per_element(precision)
+    op = Op(
+        "grouped_gemm",
+        "moe",
+        1,
+        flops=2 * G * M * N * K,
+        weight_bytes=G * K * N * e,
+        activation_bytes=G * (M * K * e + M * N * max(e, 2.0)),
+        m=M,
+        n=N,
+        k=K,
+        groups=G,
+    )
+    return _result("grouped-gemm", hardware, precision, op, cat)
+
+
+def estimate_moe_layer(
+    hardware: str,
+    model: str | ModelSpec,
+    tokens: Any,
+    *,
+    ep: int = 1,
+    expert_tp: int = 1,
+    weight_precision: str = "bf16",
+    activation_precision: str = "bf16",
+    catalog: Catalog | str | None = None,
+) -> KernelResult:
+    """The routed experts of one MoE layer of `model` on one device, as a fused-MoE kernel benchmark
+    times them: `tokens` enter the layer (across the EP group), each picks top_k experts; the device
+    holds 1/ep of the experts, each split `expert_tp` ways. Routing, permutation, the grouped expert
+    GEMMs and the weighted un-permutation, built as the model passes build them (ops.routed_expert_ops);
+    the router GEMM and any all-to-all are left out, as the kernel benchmarks leave them out."""
+    cat = _catalog(catalog)
+    spec = resolve_model(model, cat)
+    if spec.moe is None:
+        raise InvalidSpecError(f"{spec.id} has no mixture-of-experts layers")
+    t = np.asarray(tokens, dtype=np.float64)
+    if np.any(t < 1):
+        raise InvalidSpecError("tokens must be >= 1")
+    if ep > 1 and expert_tp > 1:
+        raise InvalidSpecError("give ep or expert_tp, not both (the benchmarks shard experts one way)")
+    if spec.moe.experts % ep or spec.moe.expert_ffn_size % expert_tp:
+        raise InvalidSpecError(
+            f"ep={ep} must divide {spec.id}'s {spec.moe.experts} experts and expert_tp={expert_tp} "
+            f"its expert width {spec.moe.expert_ffn_size}"
+        )
+    s = Sharding(tp=expert_tp) if ep == 1 else Sharding(ep=ep)
+    cluster = resolve_cluster(hardware, 1, cat)
+    p = on_units(Precisions(weight_precision, activation_precision), cluster)
+    ops = [
+        op
+        for op in routed_expert_ops(spec.moe, spec.hidden_size, spec.ffn.gated, s, p, t / ep, 1.0)
+        if op.op_class != "comm"
+    ]
+    times = [op_time(cluster, op, p.compute) for op in ops]
+    experts = next(tm for tm in times if tm.op.name == "experts")
+    flops = sum(op.flops for op in ops)
+    moved = sum(op.bytes for op in ops)
+    total = sum(tm.total_s for tm in times)
+    return _kernel_result("moe-layer", cluster.device.id, p.compute, flops, moved, total, experts.bound)
 
 
 def attention_flops(batch: Any, heads: Any, seq_len: Any, head_dim: Any, causal: bool, pass_: str) -> Any:

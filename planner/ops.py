@@ -18,7 +18,7 @@ import numpy as np
 import numpy.typing as npt
 
 from hardware_db.errors import InvalidSpecError
-from planner.cluster import UNFUSED_ATTENTION
+from planner.cluster import UNFUSED_ATTENTION, Cluster
 from planner.collectives import ENGINE_ALLREDUCE_MAX_BYTES
 from planner.roofline import attention_tile_efficiency
 from workloads.derived import (
@@ -26,7 +26,7 @@ from workloads.derived import (
     kv_elements_per_token_per_layer,
     layer_kinds,
 )
-from workloads.schema import ModelSpec
+from workloads.schema import ModelSpec, Moe
 
 Array = npt.NDArray[np.float64]
 Phase = Literal["prefill", "decode", "forward", "mixed"]
@@ -107,6 +107,7 @@ class Op:
     m: Array | float | None = None  # GEMM output rows (tokens), columns and depth, for the shape factor
     n: Array | float | None = None
     k: Array | float | None = None
+    groups: Array | float | None = None  # a grouped GEMM: this many (m x n x k) problems in one kernel
     exp_ops: Array | float = 0.0  # softmax exponentials (attention)
     comm: str | None = None  # collective name for comm ops
     comm_group: int = 1  # devices in that collective
@@ -141,11 +142,18 @@ def changed(op: Op, **changes: Any) -> Op:
     return new
 
 
-def expert_touch_share(spec: ModelSpec, s: Sharding, tokens: Any) -> Any:
+def on_units(p: Precisions, cluster: Cluster) -> Precisions:
+    """The precisions with the math on the matrix unit the device has: 8-bit weights on a part
+    without 8-bit float units are dequantised to 16 bits in the GEMM (vLLM's Marlin W8A16 / W4A16
+    kernels), fp4 on Hopper runs on its fp8 units. `matmul_precision` in the result says which."""
+    unit = cluster.perf.unit_precision(p.compute)
+    return p if unit == p.compute else Precisions(p.weight, p.activation, p.kv, unit)
+
+
+def expert_touch_share(moe: Moe | None, s: Sharding, tokens: Any) -> Any:
     """Expected share of a device's expert slots that receive at least one of a pass's routed
     tokens (the weights of the rest are not read): the EP group's tokens each pick top_k of the
     slots (a replicated expert's tokens split over its slots)."""
-    moe = spec.moe
     if moe is None:
         return 1.0
     inside = s.ep_within_tp
@@ -512,63 +520,14 @@ def _ffn_ops(spec: ModelSpec, s: Sharding, p: Precisions, t: Array, n_dense: flo
     if moe is None or n_moe <= 0:
         return ops
     ops.append(_gemm("router", t, h, moe.experts, p, n_moe, "moe"))
-    ops.append(_elementwise("router_topk", t, moe.experts, 1.0, 4.0, p, n_moe))  # softmax/sigmoid + top-k
-    # expert slots on this device: redundant replicas let EP48 or EP72 hold 256 experts (288 slots)
-    experts_local = (moe.experts + s.redundant_experts) / s.ep
-    expert_ffn = moe.expert_ffn_size / s.expert_tp
-    inside = s.ep_within_tp  # the TP group's replicated tokens each meet their experts' group
-    # tokens entering the MoE on this device; with EP across the TP group they are split first
-    t_moe = t / s.tp if s.ep > 1 and s.tp > 1 and not inside else t
-    routed = t_moe * moe.top_k  # token-expert pairs this device's tokens create
-    # balanced routing: as many pairs arrive as leave; with EP inside TP a group gets 1/ep of them.
-    # Imbalanced routing: the busiest rank receives expert_imbalance times the mean, and the layer
-    # waits for it. Tokens leave every rank evenly (attention is data parallel), so each sender's
-    # share to that rank, intra- and inter-node alike, grows by the same factor.
-    hot = s.expert_imbalance
-    pairs_local = (routed / s.ep if inside else routed) * hot
-    touched = experts_local * expert_touch_share(spec, s, t)
-    per_expert_tokens = pairs_local / np.maximum(touched, 1e-9)
-    expert_weights = (up_width + 1) * h * expert_ffn * p.weight_bytes
-    flops = pairs_local * (2.0 * h * expert_ffn * (up_width + 1))
-    ops.append(
-        Op(
-            "experts",
-            "moe",
-            n_moe,
-            flops=flops,
-            weight_bytes=touched * expert_weights,
-            activation_bytes=pairs_local * ((2 * h + (up_width + 1) * expert_ffn) * p.act_bytes),
-            m=per_expert_tokens,
-            n=up_width * expert_ffn,
-            k=h,
-            extra={"experts_touched": float(np.mean(touched))},
-        )
-    )
-    # permute tokens into expert order before the expert GEMMs and back (weighted) after them
-    ops.append(_elementwise("moe_permute", routed * hot, h, 1.0, 0.0, p, n_moe))
-    ops.append(_elementwise("moe_unpermute", routed * hot, h, 1.0, 1.0, p, n_moe))
-    if s.ep > 1 and not inside:
-        # DeepEP / DeepSeek-V3 (arXiv 2412.19437 section 3.3): with 8-bit GEMMs the tokens are
-        # quantised before dispatch (FP8 plus one fp32 scale per 128 elements); combine stays 16-bit
-        dispatch_bytes = DISPATCH_FP8_BYTES if p.compute in ("fp8", "int8", "fp4") else p.act_bytes
-        share = node_dedup_share(moe.top_k, s.ep_domains)
-        ops += [
-            changed(
-                _comm("ep_dispatch", "all-to-all", routed * hot * (h * dispatch_bytes), s.ep, n_moe, "ep"),
-                internode_share=share,
-            ),
-            changed(
-                _comm("ep_combine", "all-to-all", routed * hot * (h * p.act_bytes), s.ep, n_moe, "ep"),
-                internode_share=share,
-            ),
-        ]
+    ops += routed_expert_ops(moe, h, f.gated, s, p, t, n_moe)
     if moe.shared_experts:
         shared = (moe.shared_expert_ffn_size or moe.expert_ffn_size) * moe.shared_experts / s.tp
         ops += [
             _gemm("shared_up", t, h, up_width * shared, p, n_moe, "moe"),
             _gemm("shared_down", t, shared, h, p, n_moe, "moe"),
         ]
-    if s.ep == 1 or inside:  # the expert groups' partial outputs are summed over the TP group
+    if s.ep == 1 or s.ep_within_tp:  # the expert groups' partial outputs are summed over the TP group
         ops += _tp_comm(spec, s, p, t, n_moe, "moe")
     return ops
 
@@ -674,3 +633,62 @@ def _engine_allreduce(ops: list[Op]) -> list[Op]:
         else op
         for op in ops
     ]
+
+
+def routed_expert_ops(moe: Moe, h: float, gated: bool, s: Sharding, p: Precisions, t: Array, n_moe: float) -> list[Op]:
+    """The routed part of a MoE layer on one device for `t` tokens entering it: routing, the
+    experts' grouped GEMMs, the permutation into expert order and back, and (EP across the TP
+    group) the dispatch and combine all-to-alls. The router's own GEMM is the caller's."""
+    up_width = 2 if gated else 1
+    ops: list[Op] = [_elementwise("router_topk", t, moe.experts, 1.0, 4.0, p, n_moe)]  # softmax/sigmoid + top-k
+    # expert slots on this device: redundant replicas let EP48 or EP72 hold 256 experts (288 slots)
+    experts_local = (moe.experts + s.redundant_experts) / s.ep
+    expert_ffn = moe.expert_ffn_size / s.expert_tp
+    inside = s.ep_within_tp  # the TP group's replicated tokens each meet their experts' group
+    # tokens entering the MoE on this device; with EP across the TP group they are split first
+    t_moe = t / s.tp if s.ep > 1 and s.tp > 1 and not inside else t
+    routed = t_moe * moe.top_k  # token-expert pairs this device's tokens create
+    # balanced routing: as many pairs arrive as leave; with EP inside TP a group gets 1/ep of them.
+    # Imbalanced routing: the busiest rank receives expert_imbalance times the mean, and the layer
+    # waits for it. Tokens leave every rank evenly (attention is data parallel), so each sender's
+    # share to that rank, intra- and inter-node alike, grows by the same factor.
+    hot = s.expert_imbalance
+    pairs_local = (routed / s.ep if inside else routed) * hot
+    touched = experts_local * expert_touch_share(moe, s, t)
+    per_expert_tokens = pairs_local / np.maximum(touched, 1e-9)
+    expert_weights = (up_width + 1) * h * expert_ffn * p.weight_bytes
+    flops = pairs_local * (2.0 * h * expert_ffn * (up_width + 1))
+    ops.append(
+        Op(
+            "experts",
+            "moe",
+            n_moe,
+            flops=flops,
+            weight_bytes=touched * expert_weights,
+            activation_bytes=pairs_local * ((2 * h + (up_width + 1) * expert_ffn) * p.act_bytes),
+            m=per_expert_tokens,
+            n=up_width * expert_ffn,
+            k=h,
+            groups=touched,
+            extra={"experts_touched": float(np.mean(touched))},
+        )
+    )
+    # permute tokens into expert order before the expert GEMMs and back (weighted) after them
+    ops.append(_elementwise("moe_permute", routed * hot, h, 1.0, 0.0, p, n_moe))
+    ops.append(_elementwise("moe_unpermute", routed * hot, h, 1.0, 1.0, p, n_moe))
+    if s.ep > 1 and not inside:
+        # DeepEP / DeepSeek-V3 (arXiv 2412.19437 section 3.3): with 8-bit GEMMs the tokens are
+        # quantised before dispatch (FP8 plus one fp32 scale per 128 elements); combine stays 16-bit
+        dispatch_bytes = DISPATCH_FP8_BYTES if p.compute in ("fp8", "int8", "fp4") else p.act_bytes
+        share = node_dedup_share(moe.top_k, s.ep_domains)
+        ops += [
+            changed(
+                _comm("ep_dispatch", "all-to-all", routed * hot * (h * dispatch_bytes), s.ep, n_moe, "ep"),
+                internode_share=share,
+            ),
+            changed(
+                _comm("ep_combine", "all-to-all", routed * hot * (h * p.act_bytes), s.ep, n_moe, "ep"),
+                internode_share=share,
+            ),
+        ]
+    return ops

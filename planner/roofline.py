@@ -8,6 +8,10 @@ family's large-GEMM fraction x this factor:
 - occupancy: with fewer tiles than compute units, units sit idle unless the k loop is split.
   Stream-K / split-K schedulers (CUTLASS 3, cuBLAS) split k into chunks of at least 512 and
   spread a ragged last wave, so only a problem too small to fill the units even then loses more.
+  A grouped GEMM (the routed experts of a MoE layer: one kernel over every touched expert's
+  rows) fills the units with all its groups' tiles at once and does not split k: DeepGEMM's
+  grouped layouts, Triton's fused_moe and CUTLASS's grouped GEMM each walk a tile's full depth.
+  Each group's rows are padded to the tile on their own.
 Achieved bandwidth is the datasheet figure x the family's streaming fraction. Everything
 broadcasts over numpy arrays.
 """
@@ -30,16 +34,21 @@ def _as_array(x: object) -> Array:
 SPLIT_K_MIN_DEPTH = 512
 
 
-def gemm_shape_efficiency(m: Any, n: Any, k: Any, units: int, tile_m: int, tile_n: int) -> Array:
+def gemm_shape_efficiency(m: Any, n: Any, k: Any, units: int, tile_m: int, tile_n: int, groups: Any = None) -> Array:
     """Useful fraction of the tensor cores for an (m x n) output with depth k: padding x occupancy.
-    Any of them may be arrays (a sweep); in a model pass only m (tokens) varies."""
-    if isinstance(m, (int, float)) and isinstance(n, (int, float)) and isinstance(k, (int, float)):
-        return _scalar_shape_efficiency(float(m), float(n), float(k), units, tile_m, tile_n)  # type: ignore[return-value]
+    Any of them may be arrays (a sweep); in a model pass only m (tokens) varies. `groups`: a
+    grouped GEMM of that many (m x n x k) problems in one kernel (None: one plain GEMM)."""
+    scalar = isinstance(m, (int, float)) and isinstance(n, (int, float)) and isinstance(k, (int, float))
+    if scalar and (groups is None or isinstance(groups, (int, float))):
+        return _scalar_shape_efficiency(float(m), float(n), float(k), units, tile_m, tile_n, groups)  # type: ignore[return-value]
     pad_m, tiles_m = _row_terms(m, tile_m)
     n_arr = np.maximum(n, 1.0)
     tiles_n = np.ceil(n_arr / tile_n)
-    splits = np.maximum(1.0, np.floor(np.maximum(k, 1.0) / SPLIT_K_MIN_DEPTH))
-    per_row_tile = tiles_n * splits / units  # scalar in a model pass
+    if groups is None:
+        splits = np.maximum(1.0, np.floor(np.maximum(k, 1.0) / SPLIT_K_MIN_DEPTH))
+        per_row_tile = tiles_n * splits / units  # scalar in a model pass
+    else:
+        per_row_tile = tiles_n * np.maximum(groups, 1.0) / units
     return pad_m * (n_arr / (tiles_n * tile_n)) * np.minimum(1.0, tiles_m * per_row_tile)
 
 
@@ -64,14 +73,17 @@ def _row_terms(m: Any, tile_m: int) -> tuple[Array, Array]:
     return pad_m, tiles_m
 
 
-def _scalar_shape_efficiency(m: float, n: float, k: float, units: int, tile_m: int, tile_n: int) -> float:
+def _scalar_shape_efficiency(
+    m: float, n: float, k: float, units: int, tile_m: int, tile_n: int, groups: float | None = None
+) -> float:
     """The same as gemm_shape_efficiency for one shape, in plain floats (numpy on 0-d arrays is slow)."""
     m, n = max(m, 1.0), max(n, 1.0)
     tm = min(float(tile_m), max(16.0, math.ldexp(1.0, math.frexp(m - 1.0)[1])))
     tiles_m, tiles_n = math.ceil(m / tm), math.ceil(n / tile_n)
-    splits = max(1.0, math.floor(max(k, 1.0) / SPLIT_K_MIN_DEPTH))
+    # work items per output tile: k splits of one GEMM, or the groups of a grouped one
+    per_tile = max(1.0, math.floor(max(k, 1.0) / SPLIT_K_MIN_DEPTH)) if groups is None else max(groups, 1.0)
     padding = m / (tiles_m * tm) * (n / (tiles_n * tile_n))
-    return padding * min(1.0, tiles_m * tiles_n * splits / units)
+    return padding * min(1.0, tiles_m * tiles_n * per_tile / units)
 
 
 # Fused attention kernels (FlashAttention 2/3/4, CK) walk the score matrix in 128 x 128 tiles: one

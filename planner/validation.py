@@ -24,7 +24,17 @@ from planner.framework_memory import framework_of, torchtitan_pipeline
 from workloads.schema import ModelSpec
 
 VALIDATION_FILE = Path(__file__).resolve().parent.parent / "validation" / "measurements.yaml"
-CATEGORIES = ("gemm", "attention", "memory-bandwidth", "collective", "training", "inference", "memory", "energy")
+CATEGORIES = (
+    "gemm",
+    "moe-kernel",
+    "attention",
+    "memory-bandwidth",
+    "collective",
+    "training",
+    "inference",
+    "memory",
+    "energy",
+)
 
 
 @dataclass(frozen=True)
@@ -106,6 +116,31 @@ def _gemm(cfg: dict[str, Any], metric: str, row: dict[str, Any], catalog: Catalo
 
     hw, m, n, k = _need(cfg, "hardware", "m", "n", "k")
     return float(estimate_gemm(hw, m, n, k, cfg.get("precision") or "bf16", catalog).achieved_flops_per_s)
+
+
+def _moe_kernel(cfg: dict[str, Any], metric: str, row: dict[str, Any], catalog: Catalog) -> float:
+    """A fused-MoE kernel benchmark: a grouped GEMM alone (`groups`, `m`, `n`, `k`) or one MoE
+    layer's routed experts of a catalogue model (`model`, `tokens`, `ep` or `expert_tp`)."""
+    from planner.kernels import estimate_grouped_gemm, estimate_moe_layer
+
+    hw = str(_need(cfg, "hardware")[0])
+    if cfg.get("groups") is not None:
+        g, m, n, k = _need(cfg, "groups", "m", "n", "k")
+        r = estimate_grouped_gemm(hw, g, m, n, k, cfg.get("precision") or "bf16", catalog)
+    else:
+        model, tokens = _need(cfg, "model", "tokens")
+        weights = _precision(cfg.get("weight_precision")) or "bf16"
+        r = estimate_moe_layer(
+            hw,
+            model,
+            tokens,
+            ep=int(cfg.get("ep") or 1),
+            expert_tp=int(cfg.get("expert_tp") or 1),
+            weight_precision=weights,
+            activation_precision=_precision(cfg.get("activation_precision")) or "bf16",
+            catalog=catalog,
+        )
+    return float(r.time_s if metric == "time_s" else r.achieved_flops_per_s)
 
 
 def _attention(cfg: dict[str, Any], metric: str, row: dict[str, Any], catalog: Catalog) -> float:
@@ -402,6 +437,7 @@ def _serving_memory(cfg: dict[str, Any], metric: str, catalog: Catalog) -> float
 
 _PREDICTORS = {
     "gemm": _gemm,
+    "moe-kernel": _moe_kernel,
     "attention": _attention,
     "memory-bandwidth": _memory,
     "collective": _collective,

@@ -206,6 +206,13 @@ def test_estimate_op_and_collective(capsys: pytest.CaptureFixture[str]) -> None:
         "json",
     )
     assert code == 0 and json.loads(out)["bound"] == "compute"
+    moe = ("estimate", "op", "-H", "b200", "--kind", "moe", "--model", "deepseek-r1", "--ep", "8", "--precision", "fp4")
+    code, out, _ = run(capsys, *moe, "--tokens", "8", "--format", "json")
+    small = json.loads(out)
+    code, out, _ = run(capsys, *moe, "--tokens", "16384", "--format", "json")
+    large = json.loads(out)
+    assert code == 0 and small["kind"] == "moe-layer" and small["bound"] == "memory"
+    assert large["time_s"] > small["time_s"] and large["achieved_flops_per_s"] > 100 * small["achieved_flops_per_s"]
     code, out, _ = run(
         capsys,
         "estimate",
@@ -249,6 +256,11 @@ def test_validate_prints_summary(capsys: pytest.CaptureFixture[str]) -> None:
             "error: unknown recompute 'some' (allowed: none, selective, full)",
         ),
         (("estimate", "op", "-H", "h100-sxm", "--kind", "conv"), "error: unknown --kind 'conv'"),
+        (("estimate", "op", "-H", "h100-sxm", "--kind", "moe"), "error: --kind moe needs --model"),
+        (
+            ("estimate", "op", "-H", "b200", "--kind", "moe", "--model", "deepseek-r1", "--ep", "7"),
+            "error: ep=7 must divide deepseek-r1's 256 experts",
+        ),
         (("validate", "--category", "nope"), "error: no validation rows in category 'nope'"),
     ],
 )

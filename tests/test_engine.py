@@ -15,9 +15,10 @@ from planner.cluster import DevicePerf, resolve_cluster
 from planner.collectives import achieved_bandwidth, collective_time
 from planner.evaluate import op_time
 from planner.inference import estimate_inference
-from planner.kernels import estimate_gemm
+from planner.kernels import estimate_gemm, estimate_grouped_gemm, estimate_moe_layer
 from planner.memory import weight_bytes_per_device
 from planner.ops import Op, Precisions, Sharding, changed, phase_ops
+from planner.roofline import gemm_shape_efficiency
 from planner.training import estimate_training
 
 
@@ -108,6 +109,55 @@ def test_decode_gemm_streams_weights_like_cublas(catalog: Catalog) -> None:
         measured = 2 * m * 6144 * 4096 / (tflops * 1e12)
         got = float(estimate_gemm("h100-sxm", m, 6144, 4096, "bf16", catalog).time_s)
         assert got == pytest.approx(measured, rel=0.05)  # still weight-bound, flat in M
+
+
+def test_grouped_gemm_fills_the_units_with_every_groups_tiles() -> None:
+    """A MoE layer's grouped GEMM: 32 rows per expert on a 512-wide TP8 shard of DeepSeek's
+    experts (k 7168, 132 SMs, 128 x 128 tiles). As one plain GEMM it has 1 x 4 tiles, split 14
+    ways in k: 56 of 132 units busy. Grouped over 256 experts it has 1024 tiles, so every unit is
+    busy; over 8 experts, 32 tiles fill 32 of 132. The 32 rows take a 32-row tile (no padding)."""
+    plain = gemm_shape_efficiency(32.0, 512.0, 7168.0, 132, 128, 128)
+    assert plain == pytest.approx(4 * 14 / 132)
+    assert gemm_shape_efficiency(32.0, 512.0, 7168.0, 132, 128, 128, 256.0) == pytest.approx(1.0)
+    assert gemm_shape_efficiency(32.0, 512.0, 7168.0, 132, 128, 128, 8.0) == pytest.approx(32 / 132)
+    # 48 rows pad to a 64-row tile: 0.75 of it is useful
+    assert gemm_shape_efficiency(48.0, 512.0, 7168.0, 132, 128, 128, 256.0) == pytest.approx(0.75)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    m=st.floats(1.0, 20000.0),
+    n=st.sampled_from([256.0, 512.0, 4096.0, 7168.0]),
+    k=st.sampled_from([256.0, 2048.0, 7168.0]),
+    groups=st.one_of(st.none(), st.floats(1.0, 512.0)),
+)
+def test_scalar_and_array_shape_efficiency_agree(m: float, n: float, k: float, groups: float | None) -> None:
+    scalar = gemm_shape_efficiency(m, n, k, 132, 128, 128, groups)
+    array = gemm_shape_efficiency(np.array([m, m]), n, k, 132, 128, 128, None if groups is None else np.array(groups))
+    assert np.allclose(array, scalar, rtol=1e-12)
+
+
+def test_grouped_gemm_and_moe_layer_by_hand(catalog: Catalog) -> None:
+    """Four 8192 x 4096 x 7168 fp8 GEMMs (DeepGEMM's README shape) are compute bound at the fp8
+    large-GEMM rate; one token through DeepSeek's routed experts reads its 8 experts' weights."""
+    perf = resolve_cluster("h100-sxm", 1, catalog).perf
+    r = estimate_grouped_gemm("h100-sxm", 4, 8192, 4096, 7168, "fp8", catalog)
+    assert r.bound == "compute"
+    assert r.time_s == pytest.approx(2 * 4 * 8192 * 4096 * 7168 / perf.achieved_flops("fp8") + perf.kernel_overhead_s)
+    one = estimate_moe_layer("h100-sxm", "deepseek-r1", 1, weight_precision="fp8", catalog=catalog)
+    assert one.bound == "memory"
+    touched = 256 * (1 - (1 - 8 / 256) ** 1)  # = 8: the token's top-8
+    weights = touched * 3 * 7168 * 2048  # gate, up and down, a byte each
+    # the experts read and write their rows; permute and un-permute read and write each pair; top-k reads the logits
+    acts = 8 * (2 * 7168 + 3 * 2048) * 2 + 2 * (8 * 7168 * 2 * 2) + 256 * 2 * 2
+    assert one.bytes == pytest.approx(weights + acts)
+    assert one.time_s >= weights / perf.memory_bandwidth_bytes_per_s
+    assert (
+        estimate_moe_layer("h100-sxm", "deepseek-r1", 4096, expert_tp=8, weight_precision="fp8", catalog=catalog).time_s
+        > one.time_s
+    )
+    with pytest.raises(InvalidSpecError, match="no mixture-of-experts"):
+        estimate_moe_layer("h100-sxm", "llama3.1-8b", 16, catalog=catalog)
 
 
 def _faster(perf: DevicePerf, flops_scale: float, bw_scale: float) -> DevicePerf:

@@ -56,6 +56,8 @@ CALLS = {
     "estimate_inference": lambda f: f("llama3.1-8b", "h100-sxm", 1, concurrency=4),
     "estimate_training": lambda f: f("llama3.1-8b", "h100-sxm", 8, global_batch=8, seq_len=1024),
     "estimate_gemm": lambda f: f("h100-sxm", 1024, 1024, 1024),
+    "estimate_grouped_gemm": lambda f: f("h100-sxm", 8, 128, 4096, 7168, "fp8"),
+    "estimate_moe_layer": lambda f: f("h100-sxm", "deepseek-r1", 1024, expert_tp=8, weight_precision="fp8"),
     "estimate_attention": lambda f: f("h100-sxm", 1, 32, 1024, 128),
     "estimate_memory_copy": lambda f: f("h100-sxm", 1e9),
     "estimate_collective": lambda f: f("h100-sxm", 8, "all-reduce", 1e9),
@@ -119,7 +121,7 @@ def test_every_export_is_the_object_and_callable_twice(order: str, tmp_path: Pat
         timeout=120,
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    assert result.stdout.strip() == "checked 41"
+    assert result.stdout.strip() == "checked 43"
 
 
 def test_submodule_imports_still_reach_the_modules() -> None:

@@ -167,7 +167,7 @@ def test_engine_places_untouched_experts_past_hbm_and_decodes_faster() -> None:
     host = best.tier_placement_bytes["host-dram"]
     assert set(host) == {"experts", "embedding"}
     assert set(fixed.tier_placement_bytes["host-dram"]) == {"weights"}
-    share = expert_touch_share(resolve_model("mixtral-8x7b", load_catalog()), Sharding(), 1.0)
+    share = expert_touch_share(resolve_model("mixtral-8x7b", load_catalog()).moe, Sharding(), 1.0)
     assert share == 0.25
     hbm = best.tier_placement_bytes["hbm"]
     experts = hbm["experts"] + host["experts"]

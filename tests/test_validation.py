@@ -60,6 +60,9 @@ MISSING_GATE: dict[str, str] = {
     "energy": "ML.ENERGY v3.0 rows (planner.power, one calibration row): B200 draws 85-97% of TDP at every batch "
     "where the model says 69-87%, and energy per token inherits the serving model's throughput, 1.2-2.2x "
     "ML.ENERGY's for Llama-3.1-8B on H100 (chat prompts of unstated length, varied output lengths)",
+    "moe-kernel": "fused-MoE layers (routing, grouped expert GEMMs, finalize) take 1.2-2x the modelled time on "
+    "TensorRT-LLM's 2026 NVFP4 kernel and 2-4.5x on vLLM's Feb-2025 Triton / DeepGEMM ones, worst at 32-512 rows "
+    "per expert; the grouped GEMMs alone are within 7% at >= 1k rows per group and 24-78% fast below it",
     "inference": "353 measured serving rows came with the scheduler model; 70 are DeepSeek-R1 on "
     "early-2025 engines (vLLM 0.7, SGLang 0.4.2-0.4.3, TRT-LLM 0.17) predicted 2-5x fast (README 'Validation')",
     "inference ttft": "InferenceMAX means are their first wave's (p99 ~ 0.5 s + 57 ms x C on MI355X): a large "
