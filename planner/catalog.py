@@ -166,10 +166,11 @@ def resolve_model(model: str | Path | ModelSpec, catalog: Catalog | str | Path |
     if isinstance(model, ModelSpec):
         return model
     text = str(model)
-    path = Path(text).expanduser()
-    looks_like_path = path.suffix in (".json", ".yaml", ".yml") or os.sep in text
+    # an ID has no separator and no file suffix (checked on the string: a Path costs more than the lookup)
+    looks_like_path = text.endswith((".json", ".yaml", ".yml")) or os.sep in text
     if not looks_like_path:
         return (catalog if isinstance(catalog, Catalog) else load_catalog(catalog)).model(text)
+    path = Path(text).expanduser()
     if not path.is_file():
         raise InvalidSpecError(f"model file '{path}' does not exist")
     if path.suffix == ".json":

@@ -208,12 +208,30 @@ def standard_system(catalog: Catalog, device: Device) -> System | None:
     return next((s for s in catalog.systems.values() if s.device == device.id), None)
 
 
+# Clusters already built, per (catalogue object, hardware, devices, power cap). A Cluster hashes by
+# identity and its DevicePerf memoises the achieved rates, so handing back the same object lets
+# every estimate on that hardware reuse them and the collective cost models cached on it.
+_CLUSTERS: dict[tuple[int, str, int | None, float | None], tuple[Catalog, Cluster]] = {}
+
+
 def resolve_cluster(
     hardware: str, devices: int | None = None, catalog: Catalog | None = None, power_cap_w: float | None = None
 ) -> Cluster:
     """The devices and the networks joining them; power_cap_w caps each device's board power
     (planner.power: the math units' clock drops, memory and links keep theirs)."""
     cat = catalog or load_catalog()
+    key = (id(cat), hardware, devices, power_cap_w)
+    hit = _CLUSTERS.get(key)
+    if hit is not None and hit[0] is cat:  # the catalogue itself is held, so its id is not reused
+        return hit[1]
+    cluster = _build_cluster(cat, hardware, devices, power_cap_w)
+    if len(_CLUSTERS) >= 64:
+        _CLUSTERS.pop(next(iter(_CLUSTERS)))
+    _CLUSTERS[key] = (cat, cluster)
+    return cluster
+
+
+def _build_cluster(cat: Catalog, hardware: str, devices: int | None, power_cap_w: float | None) -> Cluster:
     system: System | None
     if hardware in cat.systems:
         system = cat.systems[hardware]

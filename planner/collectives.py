@@ -312,7 +312,7 @@ def collective_time(
         raise InvalidSpecError(f"a collective needs at least 1 device (got {n})")
     size = bytes_ if isinstance(bytes_, float) else np.asarray(bytes_, dtype=np.float64)
     scalar = isinstance(size, float)  # one estimate: plain comparisons (numpy's any/all cost ~5 us each)
-    if (size < 0) if scalar else np.any(size < 0):
+    if (size < 0) if scalar else np.asarray(size < 0).any():
         raise InvalidSpecError("bytes must be >= 0")
     if n == 1:
         zero = size * 0.0
@@ -324,7 +324,7 @@ def collective_time(
         raise InvalidSpecError(f"algorithm '{algorithm}' does not apply to {op} on {n} x {cluster.device.id}")
     # buffers the engine's own kernel takes skip the ramp; a ramp of 1 is no ramp at all
     engine_takes_all = bool(engine_max_bytes) and bool(
-        (size <= engine_max_bytes) if scalar else np.all(size <= engine_max_bytes)
+        (size <= engine_max_bytes) if scalar else np.asarray(size <= engine_max_bytes).all()
     )
     ramp = None if engine_takes_all else ramp_fraction(fab, op, size, n, shape.domains)
     if ramp is not None and engine_max_bytes:
@@ -339,12 +339,29 @@ def collective_time(
         best = min(models, key=lambda c: c.latency_s + typical * c.seconds_per_byte)
         latency = size * 0.0 + best.latency_s
         return CollectiveTime(op, best.algorithm, size, n, cost(best), latency, best.bandwidth_bytes_per_s)
-    best_s, lat = cost(models[0]), np.full(np.shape(size), models[0].latency_s)
-    for c in models[1:]:  # per size, the fastest algorithm and its latency (first wins ties, as argmin)
-        t = cost(c)
-        lat = np.where(t < best_s, c.latency_s, lat)
-        best_s = np.minimum(best_s, t)
-    return CollectiveTime(op, "auto", size, n, best_s, lat, models[0].bandwidth_bytes_per_s)
+    # per size, the fastest algorithm and its latency (argmin: the first listed wins ties)
+    lats, per_byte = _stacked(models)
+    axes = (len(models),) + (1,) * np.ndim(size)
+    wire = size * per_byte.reshape(axes)
+    t = lats.reshape(axes) + wire
+    if ramp is not None:
+        t = np.maximum(t, wire / ramp)
+    return CollectiveTime(op, "auto", size, n, t.min(axis=0), lats[t.argmin(axis=0)], models[0].bandwidth_bytes_per_s)
+
+
+_STACKED: dict[int, tuple[tuple[Linear, ...], Array, Array]] = {}
+
+
+def _stacked(models: tuple[Linear, ...]) -> tuple[Array, Array]:
+    """The models' latencies and seconds per byte as arrays, to cost every size against all at once
+    (kept per tuple: cost_models hands back the same tuple for the same group)."""
+    hit = _STACKED.get(id(models))
+    if hit is None or hit[0] is not models:
+        hit = (models, np.array([c.latency_s for c in models]), np.array([c.seconds_per_byte for c in models]))
+        if len(_STACKED) >= 4096:
+            _STACKED.clear()
+        _STACKED[id(models)] = hit
+    return hit[1], hit[2]
 
 
 @functools.lru_cache(maxsize=16384)

@@ -42,6 +42,13 @@ def gemm_shape_efficiency(m: Any, n: Any, k: Any, units: int, tile_m: int, tile_
     if scalar and (groups is None or isinstance(groups, (int, float))):
         return _scalar_shape_efficiency(float(m), float(n), float(k), units, tile_m, tile_n, groups)  # type: ignore[return-value]
     pad_m, tiles_m = _row_terms(m, tile_m)
+    if isinstance(n, (int, float)) and isinstance(k, (int, float)) and not isinstance(groups, np.ndarray):
+        # a model pass: only m varies, so the column terms are plain floats (one array product left)
+        n_f = max(float(n), 1.0)
+        tiles_n_f = math.ceil(n_f / tile_n)
+        per_tile = max(1.0, math.floor(max(k, 1.0) / SPLIT_K_MIN_DEPTH)) if groups is None else max(groups, 1.0)
+        column = n_f / (tiles_n_f * tile_n)
+        return pad_m * column * np.minimum(1.0, tiles_m * (tiles_n_f * per_tile / units))
     n_arr = np.maximum(n, 1.0)
     tiles_n = np.ceil(n_arr / tile_n)
     if groups is None:
@@ -64,7 +71,7 @@ def _row_terms(m: Any, tile_m: int) -> tuple[Array, Array]:
         return hit[1], hit[2]
     m_arr = np.maximum(_as_array(m), 1.0)
     # next power of two of m: frexp's exponent of (m - 1), far cheaper than 2 ** ceil(log2 m)
-    tm = np.clip(np.ldexp(1.0, np.frexp(m_arr - 1.0)[1]), 16.0, float(tile_m))
+    tm = np.minimum(np.maximum(np.ldexp(1.0, np.frexp(m_arr - 1.0)[1]), 16.0), float(tile_m))  # np.clip costs 3x
     tiles_m = np.ceil(m_arr / tm)
     pad_m = m_arr / (tiles_m * tm)
     if len(_ROW_TERMS) >= 8:

@@ -301,6 +301,12 @@ def _burst_iterations(profile: EngineProfile, slots: Array, in_len: Array, budge
 
 
 def _weighted_quantiles(values: Array, weights: Array, qs: tuple[float, ...]) -> tuple[Array, ...]:
+    """The smallest value whose cumulative weight reaches each q, along the last axis."""
+    if values.ndim == 1 and weights.shape == values.shape:  # one estimate: plain indexing, one search
+        order = np.argsort(values)
+        cum = np.cumsum(weights[order])
+        at = np.searchsorted(cum, (np.asarray(qs) - 1e-12) * cum[-1]).clip(max=len(cum) - 1)
+        return tuple(np.asarray(x) for x in values[order][at])
     order = np.argsort(values, axis=-1)
     v = np.take_along_axis(values, order, -1)
     cum = np.cumsum(np.take_along_axis(weights, order, -1), axis=-1)

@@ -23,7 +23,9 @@ from planner.serving import (
     EAGER_HOST_S_PER_LAUNCH,
     FULL,
     OWN,
+    PERCENTILES,
     EngineProfile,
+    _weighted_quantiles,
     closed_loop,
     engine_profile,
     poisson,
@@ -532,3 +534,17 @@ def test_a_training_sweep_equals_its_single_estimates(catalog: Catalog, micro: l
         for field in _TRAINING_FIELDS:
             got, want = np.ravel(getattr(many, field))[i], getattr(one, field)
             assert got == pytest.approx(want, rel=1e-9), (field, b)
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    pairs=st.lists(
+        st.tuples(st.floats(0.0, 10.0).map(lambda x: round(x, 1)), st.floats(0.01, 5.0)), min_size=1, max_size=70
+    )
+)
+def test_one_estimate_quantiles_match_the_batched_path(pairs: list[tuple[float, float]]) -> None:
+    """The plain 1-D path of the weighted quantiles (one estimate) and the batched path agree."""
+    v, w = np.array([p[0] for p in pairs]), np.array([p[1] for p in pairs])
+    one = _weighted_quantiles(v, w, PERCENTILES)
+    batched = _weighted_quantiles(v[None, :], w[None, :], PERCENTILES)
+    assert [float(x) for x in one] == [float(x[0]) for x in batched]
