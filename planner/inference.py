@@ -370,12 +370,12 @@ def estimate_inference(
         served = _serving(rep, profile, load, active, in_len, out_len, hits.new_len)
     else:
         served = _static(rep, hits, active, per_replica, in_len, out_len, len(qs))
-    prefill_s, decode_s, ttft, tpot, rho, pcts, prefill_times, decode_times = served
+    prefill_s, decode_s, ttft, tpot, rho, pcts, prefill_times, decode_times, queued_s = served
     mode = "serving" if serving else "static"
     ttft, pcts = ttft + hits.load_s, tuple(x + hits.load_s for x in pcts)
     e2e = ttft + (out_len - 1.0) * tpot
-    total_requests = per_replica * dp_
-    throughput = total_requests * out_len / e2e
+    # the running requests set the rate; a request's wait for a free slot is not part of their life
+    throughput = np.minimum(active, per_replica) * dp_ * out_len / (e2e - queued_s)
     return _result(
         prefill_times,
         decode_times,
@@ -437,7 +437,8 @@ def _static(
     then decoded together; the same tuple as _serving, with no prefill utilisation."""
     prefill_s, prefill_times = hits.prefill(rep, per_replica)
     decode_s, decode_times = rep.decode(active, in_len, in_len + out_len / 2.0)
-    return prefill_s, decode_s, prefill_s, decode_s, None, (prefill_s,) * quantiles, prefill_times, decode_times
+    pcts = (prefill_s,) * quantiles
+    return prefill_s, decode_s, prefill_s, decode_s, None, pcts, prefill_times, decode_times, 0.0
 
 
 @dataclass(frozen=True)
@@ -465,7 +466,8 @@ def _serving(
 ) -> tuple[Any, ...]:
     """Continuous batching (planner.serving): one vectorised pass times every iteration shape, the
     lone prefill and the decode step included, then the scheduler's latencies. Returns prefill and
-    decode step times, TTFT, TPOT, prefill utilisation, TTFT percentiles and the two passes' ops.
+    decode step times, TTFT, TPOT, prefill utilisation, TTFT percentiles, the two passes' ops and
+    the mean wait for a KV slot.
     `new_len`: the prompt tokens each request must compute (fewer than `in_len` on a prefix hit)."""
     context_mid = in_len + out_len / 2.0
     work = in_len if new_len is None else new_len
@@ -478,9 +480,11 @@ def _serving(
     clients = load.per_replica * load.dp
     requests = load.num_prompts if load.num_prompts is not None else PROMPTS_PER_CLIENT * clients
     steps = 1.0 + (out_len - 1.0) / per_step
-    first_wave = clients / np.maximum(requests, clients)
+    # the first wave is what the KV cache admits at once; the clients beyond it follow as slots free
+    first_wave = np.minimum(clients, active * load.dp) / np.maximum(requests, clients)
     lat = serve(profile, load.arrival, tau, active, work, steps, first_wave, load.qs, load.staggered)
-    lat = admitted(lat, load.per_replica, active)
+    running_ttft_s = lat.ttft_s
+    lat = admitted(lat, load.per_replica, active, requests / load.dp, load.qs)
     return (
         tau[..., PREFILL],
         tau[..., DECODE] / per_step,
@@ -490,6 +494,7 @@ def _serving(
         lat.ttft_percentiles_s,
         Column(times, PREFILL),
         Column(times, DECODE),
+        lat.ttft_s - running_ttft_s,  # the mean wait for a free slot
     )
 
 

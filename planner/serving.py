@@ -470,14 +470,26 @@ def held_tokens(profile: EngineProfile, in_len: Array, out_len: Array) -> Array:
     return in_len + (out_len if profile.reserves_output else 0.5 * out_len)
 
 
-def admitted(latency: Latency, slots: Array, running: Array) -> Latency:
-    """Clients beyond the KV cache's capacity wait for a free slot. The running requests set the
-    rate; by Little's law each extra client adds (slots - running) / rate to every request's TTFT
-    (FIFO behind the running set)."""
-    wait = (slots - running) / latency.rate_per_s
+def admitted(
+    latency: Latency, clients: Array, running: Array, requests: Array, qs: tuple[float, ...] = PERCENTILES
+) -> Latency:
+    """Clients beyond the KV cache's capacity wait for a free slot, FIFO behind the running set,
+    which ends `rate` requests a second. At t = 0 the first `running` requests start and the other
+    w = clients - running queue, the i-th of them waiting i / rate. From then on each completion
+    lets its client send its next request, which finds w ahead of it and waits w / rate (Little's
+    law), until the benchmark's `requests` are all sent. Mean wait over the requests:
+    (w (w + 1) / 2 + (requests - clients) w) / (requests x rate): a single burst (requests =
+    clients) only drains its queue, a long run tends to w / rate. The wait's quantile q is
+    clip(q x requests - running, 0, w) / rate (the admitted wait nothing, the drain is uniform, the
+    rest wait w / rate); it is added to the latency's TTFT quantile, as the queued requests are
+    the late ones."""
+    w = np.maximum(clients - running, 0.0)
+    n = np.maximum(requests, clients)
+    rate = latency.rate_per_s
+    mean_wait = (0.5 * w * (w + 1.0) + (n - clients) * w) / (n * rate)
     return Latency(
-        latency.ttft_s + wait,
-        tuple(t + wait for t in latency.ttft_percentiles_s),
+        latency.ttft_s + mean_wait,
+        tuple(t + np.clip(q * n - running, 0.0, w) / rate for t, q in zip(latency.ttft_percentiles_s, qs, strict=True)),
         latency.tpot_s,
         latency.rate_per_s,
         latency.utilization,
