@@ -25,7 +25,7 @@ from planner.ops import (
 )
 from planner.roofline import attention_tile_efficiency
 from workloads.derived import bytes_per_element
-from workloads.schema import ModelSpec
+from workloads.schema import ModelSpec, Moe
 
 
 def _catalog(catalog: Catalog | str | None) -> Catalog:
@@ -134,44 +134,66 @@ def estimate_grouped_gemm(
     return _result("grouped-gemm", hardware, precision, op, cat)
 
 
+@dataclass(frozen=True)
+class MoeShape:
+    """One MoE layer's routed experts by shape, for a layer no catalogue model has."""
+
+    experts: int
+    top_k: int
+    hidden_size: int
+    expert_ffn_size: int  # per expert, before any split
+    gated: bool = True  # gate and up projections (SwiGLU)
+    name: str = "moe-layer"
+
+
+def _moe_shape(model: str | ModelSpec | MoeShape, cat: Catalog) -> tuple[Moe, MoeShape]:
+    if isinstance(model, MoeShape):
+        if model.top_k > model.experts or min(model.experts, model.top_k, model.hidden_size, model.expert_ffn_size) < 1:
+            raise InvalidSpecError(f"MoE shape {model}: sizes must be >= 1 and top_k <= experts")
+        return Moe(experts=model.experts, top_k=model.top_k, expert_ffn_size=model.expert_ffn_size), model
+    spec = resolve_model(model, cat)
+    if spec.moe is None:
+        raise InvalidSpecError(f"{spec.id} has no mixture-of-experts layers")
+    m = spec.moe
+    return m, MoeShape(m.experts, m.top_k, spec.hidden_size, m.expert_ffn_size, spec.ffn.gated, spec.id)
+
+
 def estimate_moe_layer(
     hardware: str,
-    model: str | ModelSpec,
+    model: str | ModelSpec | MoeShape,
     tokens: Any,
     *,
     ep: int = 1,
     expert_tp: int = 1,
     weight_precision: str = "bf16",
     activation_precision: str = "bf16",
+    matmul_precision: str | None = None,
     catalog: Catalog | str | None = None,
 ) -> KernelResult:
-    """The routed experts of one MoE layer of `model` on one device, as a fused-MoE kernel benchmark
-    times them: `tokens` enter the layer (across the EP group), each picks top_k experts; the device
-    holds 1/ep of the experts, each split `expert_tp` ways. Routing, permutation, the grouped expert
-    GEMMs and the weighted un-permutation, built as the model passes build them (ops.routed_expert_ops);
-    the router GEMM and any all-to-all are left out, as the kernel benchmarks leave them out."""
+    """The routed experts of one MoE layer (a catalogue model's, or a MoeShape) on one device, as a
+    fused-MoE kernel benchmark times them: `tokens` enter the layer (across the EP group), each
+    picks top_k experts; the device holds 1/ep of the experts, each split `expert_tp` ways.
+    Routing, permutation, the grouped expert GEMMs and the weighted un-permutation, built as the
+    model passes build them (ops.routed_expert_ops); the router GEMM and any all-to-all are left
+    out, as the kernel benchmarks leave them out. `matmul_precision`: the GEMMs' math where the
+    kernel differs from the W8A8-style default (a W4A16 kernel: bf16)."""
     cat = _catalog(catalog)
-    spec = resolve_model(model, cat)
-    if spec.moe is None:
-        raise InvalidSpecError(f"{spec.id} has no mixture-of-experts layers")
+    moe, shape = _moe_shape(model, cat)
     t = np.asarray(tokens, dtype=np.float64)
     if np.any(t < 1):
         raise InvalidSpecError("tokens must be >= 1")
     if ep > 1 and expert_tp > 1:
         raise InvalidSpecError("give ep or expert_tp, not both (the benchmarks shard experts one way)")
-    if spec.moe.experts % ep or spec.moe.expert_ffn_size % expert_tp:
+    if moe.experts % ep or moe.expert_ffn_size % expert_tp:
         raise InvalidSpecError(
-            f"ep={ep} must divide {spec.id}'s {spec.moe.experts} experts and expert_tp={expert_tp} "
-            f"its expert width {spec.moe.expert_ffn_size}"
+            f"ep={ep} must divide {shape.name}'s {moe.experts} experts and expert_tp={expert_tp} "
+            f"its expert width {moe.expert_ffn_size}"
         )
     s = Sharding(tp=expert_tp) if ep == 1 else Sharding(ep=ep)
     cluster = resolve_cluster(hardware, 1, cat)
-    p = on_units(Precisions(weight_precision, activation_precision), cluster)
-    ops = [
-        op
-        for op in routed_expert_ops(spec.moe, spec.hidden_size, spec.ffn.gated, s, p, t / ep, 1.0)
-        if op.op_class != "comm"
-    ]
+    p = on_units(Precisions(weight_precision, activation_precision, unit=matmul_precision), cluster)
+    routed = routed_expert_ops(moe, shape.hidden_size, shape.gated, s, p, t / ep, 1.0)
+    ops = [op for op in routed if op.op_class != "comm"]
     times = [op_time(cluster, op, p.compute) for op in ops]
     experts = next(tm for tm in times if tm.op.name == "experts")
     flops = sum(op.flops for op in ops)

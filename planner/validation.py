@@ -120,24 +120,27 @@ def _gemm(cfg: dict[str, Any], metric: str, row: dict[str, Any], catalog: Catalo
 
 def _moe_kernel(cfg: dict[str, Any], metric: str, row: dict[str, Any], catalog: Catalog) -> float:
     """A fused-MoE kernel benchmark: a grouped GEMM alone (`groups`, `m`, `n`, `k`) or one MoE
-    layer's routed experts of a catalogue model (`model`, `tokens`, `ep` or `expert_tp`)."""
-    from planner.kernels import estimate_grouped_gemm, estimate_moe_layer
+    layer's routed experts (`model`, or `moe_shape` for a layer no catalogue model has; `tokens`,
+    `ep` or `expert_tp`)."""
+    from planner.kernels import MoeShape, estimate_grouped_gemm, estimate_moe_layer
 
     hw = str(_need(cfg, "hardware")[0])
     if cfg.get("groups") is not None:
         g, m, n, k = _need(cfg, "groups", "m", "n", "k")
         r = estimate_grouped_gemm(hw, g, m, n, k, cfg.get("precision") or "bf16", catalog)
     else:
-        model, tokens = _need(cfg, "model", "tokens")
-        weights = _precision(cfg.get("weight_precision")) or "bf16"
+        (tokens,) = _need(cfg, "tokens")
+        shape = cfg.get("moe_shape")
+        model = MoeShape(**shape) if shape else _need(cfg, "model")[0]
         r = estimate_moe_layer(
             hw,
             model,
             tokens,
             ep=int(cfg.get("ep") or 1),
             expert_tp=int(cfg.get("expert_tp") or 1),
-            weight_precision=weights,
+            weight_precision=_precision(cfg.get("weight_precision")) or "bf16",
             activation_precision=_precision(cfg.get("activation_precision")) or "bf16",
+            matmul_precision=_precision(cfg.get("matmul_precision")),
             catalog=catalog,
         )
     return float(r.time_s if metric == "time_s" else r.achieved_flops_per_s)

@@ -15,7 +15,7 @@ from planner.cluster import DevicePerf, resolve_cluster
 from planner.collectives import achieved_bandwidth, collective_time
 from planner.evaluate import op_time
 from planner.inference import estimate_inference
-from planner.kernels import estimate_gemm, estimate_grouped_gemm, estimate_moe_layer
+from planner.kernels import MoeShape, estimate_gemm, estimate_grouped_gemm, estimate_moe_layer
 from planner.memory import weight_bytes_per_device
 from planner.ops import Op, Precisions, Sharding, changed, phase_ops
 from planner.roofline import gemm_shape_efficiency
@@ -158,6 +158,17 @@ def test_grouped_gemm_and_moe_layer_by_hand(catalog: Catalog) -> None:
     )
     with pytest.raises(InvalidSpecError, match="no mixture-of-experts"):
         estimate_moe_layer("h100-sxm", "llama3.1-8b", 16, catalog=catalog)
+    # a layer by shape is the same layer as the catalogue model's
+    shape = MoeShape(experts=256, top_k=8, hidden_size=7168, expert_ffn_size=2048)
+    by_shape = estimate_moe_layer("h100-sxm", shape, 1, weight_precision="fp8", catalog=catalog)
+    assert by_shape.time_s == pytest.approx(one.time_s) and by_shape.bytes == pytest.approx(one.bytes)
+    with pytest.raises(InvalidSpecError, match="top_k <= experts"):
+        estimate_moe_layer("h100-sxm", MoeShape(8, 9, 4096, 14336), 16, catalog=catalog)
+    # a W4A16 kernel does its math in bf16: slower than fp8 math once compute-bound
+    w4 = dict(weight_precision="fp4", catalog=catalog)
+    a16 = estimate_moe_layer("h20", shape, 65536, matmul_precision="bf16", **w4)
+    a8 = estimate_moe_layer("h20", shape, 65536, matmul_precision="fp8", **w4)
+    assert (a16.precision, a8.precision) == ("bf16", "fp8") and a16.time_s > 1.5 * a8.time_s
 
 
 def _faster(perf: DevicePerf, flops_scale: float, bw_scale: float) -> DevicePerf:

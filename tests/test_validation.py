@@ -60,16 +60,19 @@ MISSING_GATE: dict[str, str] = {
     "energy": "ML.ENERGY v3.0 rows (planner.power, one calibration row): B200 draws 85-97% of TDP at every batch "
     "where the model says 69-87%, and energy per token inherits the serving model's throughput, 1.2-2.2x "
     "ML.ENERGY's for Llama-3.1-8B on H100 (chat prompts of unstated length, varied output lengths)",
-    "moe-kernel": "fused-MoE layers (routing, grouped expert GEMMs, finalize) take 1.2-2x the modelled time on "
-    "TensorRT-LLM's 2026 NVFP4 kernel and 2-4.5x on vLLM's Feb-2025 Triton / DeepGEMM ones, worst at 32-512 rows "
-    "per expert; the grouped GEMMs alone are within 7% at >= 1k rows per group and 24-78% fast below it",
+    "moe-kernel": "fused-MoE layers reach the modelled weight-streaming time at a few hundred tokens but fall "
+    "behind as tokens grow (Triton fused_moe on H100 at 4k tokens: 9.5% of the FP8 peak against the dense 70%; "
+    "TensorRT-LLM NVFP4 1.5-2.1x from 1k tokens; vLLM's Feb-2025 kernels 2-4.5x everywhere); the spread by "
+    "kernel (1-3x) is why no grouped-GEMM efficiency is set from these evaluation rows",
     "inference": "353 measured serving rows came with the scheduler model; 70 are DeepSeek-R1 on "
     "early-2025 engines (vLLM 0.7, SGLang 0.4.2-0.4.3, TRT-LLM 0.17) predicted 2-5x fast (README 'Validation')",
     "inference ttft": "InferenceMAX means are their first wave's (p99 ~ 0.5 s + 57 ms x C on MI355X): a large "
     "DeepSeek-R1 prefill runs at ~40% of the modelled rate there and a lone one at ~1/3 on H200 (medians 20-30% "
-    "short, means 45-57%); early-2025 engines are 2-3x slower still",
+    "short, means 45-57%; the moe-kernel rows put fused-MoE layers at 1.5-2x the modelled time at prefill "
+    "sizes); early-2025 engines are 2-3x slower still; GPUStack's single bursts drain 1.2-2x slower",
     "inference tpot": "DeepSeek-R1 rows on early-2025 engines 50-70% fast; GPUStack's single bursts decode "
-    "at a burst pace the model puts 2-3x faster; NIM's unstated KV precision (bf16 assumed) halves the slots",
+    "at a pace the model puts ~2x faster while it drains their queue 1.2-2x too fast; NIM's unstated KV "
+    "precision (bf16 assumed) halves the slots",
 }
 
 
