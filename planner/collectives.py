@@ -250,8 +250,17 @@ class CollectiveTime:
     bytes: Any
     devices: int
     time_s: Any
-    latency_s: Any
+    # the chosen algorithm's latency, or (costs, latencies) of every algorithm to pick it from when
+    # asked: the per-size argmin costs more than the rest of a 100,000-size collective
+    latency: Any
     bandwidth_bytes_per_s: float  # the bandwidth the chosen algorithm ran at
+
+    @property
+    def latency_s(self) -> Any:
+        if isinstance(self.latency, tuple):
+            costs, latencies = self.latency
+            return latencies[costs.argmin(axis=0)]
+        return self.latency
 
     @property
     def algbw_bytes_per_s(self) -> Array:
@@ -346,7 +355,7 @@ def collective_time(
     t = lats.reshape(axes) + wire
     if ramp is not None:
         t = np.maximum(t, wire / ramp)
-    return CollectiveTime(op, "auto", size, n, t.min(axis=0), lats[t.argmin(axis=0)], models[0].bandwidth_bytes_per_s)
+    return CollectiveTime(op, "auto", size, n, t.min(axis=0), (t, lats), models[0].bandwidth_bytes_per_s)
 
 
 _STACKED: dict[int, tuple[tuple[Linear, ...], Array, Array]] = {}
