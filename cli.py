@@ -649,6 +649,9 @@ def estimate_op_cmd(
     ] = 1,
     expert_tp: Annotated[int, typer.Option(min=1, help="MoE: ways each expert is split (TP MoE).")] = 1,
     precision: Annotated[str, typer.Option(help="bf16, fp16, fp8, ... (MoE: the experts' weights).")] = "bf16",
+    matmul_precision: Annotated[
+        str | None, typer.Option(help="MoE: the GEMMs' math precision when it differs (bf16: a W4A16 kernel).")
+    ] = None,
     attention_kernel: AttentionKernelOpt = None,
     out: OutOpt = None,
     force: ForceOpt = False,
@@ -677,7 +680,14 @@ def estimate_op_cmd(
         if model is None:
             raise PlannerError("--kind moe needs --model (a mixture-of-experts model ID)")
         r = estimate_moe_layer(
-            hardware, model, tokens, ep=ep, expert_tp=expert_tp, weight_precision=precision, catalog=catalog
+            hardware,
+            model,
+            tokens,
+            ep=ep,
+            expert_tp=expert_tp,
+            weight_precision=precision,
+            matmul_precision=matmul_precision,
+            catalog=catalog,
         )
     elif kind == "attention":
         r = estimate_attention(

@@ -213,6 +213,8 @@ def test_estimate_op_and_collective(capsys: pytest.CaptureFixture[str]) -> None:
     large = json.loads(out)
     assert code == 0 and small["kind"] == "moe-layer" and small["bound"] == "memory"
     assert large["time_s"] > small["time_s"] and large["achieved_flops_per_s"] > 100 * small["achieved_flops_per_s"]
+    code, out, _ = run(capsys, *moe, "--tokens", "16384", "--matmul-precision", "bf16", "--format", "json")
+    assert code == 0 and json.loads(out)["precision"] == "bf16" and json.loads(out)["time_s"] > large["time_s"]
     code, out, _ = run(
         capsys,
         "estimate",
