@@ -24,8 +24,11 @@ from planner.tiers import ReadBandwidths
 Array = npt.NDArray[np.float64]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class OpTime:
+    """An op's times per instance and in all; built by a dict update, as Op is (every op of every
+    pass makes one)."""
+
     op: Op
     compute_s: Array  # per instance
     memory_s: Array
@@ -40,16 +43,34 @@ class OpTime:
     time_s: Array = field(init=False)  # per instance: the longest of the three, plus the overhead
     total_s: Array = field(init=False)  # all `count` instances
 
-    def __post_init__(self) -> None:
-        c, m = self.compute_s, self.memory_s
-        if self.op.op_class == "comm":
-            longest = self.comm_s
-        elif isinstance(c, float) and isinstance(m, float):
-            longest = max(c, m)
+    def __init__(
+        self,
+        op: Op,
+        compute_s: Array,
+        memory_s: Array,
+        comm_s: Array,
+        overhead_s: float,
+        backward_compute_s: Array | None = None,
+        serial_s: Array | float = 0.0,
+    ) -> None:
+        if op.op_class == "comm":
+            longest = comm_s
+        elif isinstance(compute_s, float) and isinstance(memory_s, float):
+            longest = max(compute_s, memory_s)
         else:
-            longest = np.maximum(c, m)
-        object.__setattr__(self, "time_s", longest + self.serial_s + self.overhead_s)
-        object.__setattr__(self, "total_s", self.time_s * self.op.count)
+            longest = np.maximum(compute_s, memory_s)
+        time_s = longest + serial_s + overhead_s
+        self.__dict__.update(
+            op=op,
+            compute_s=compute_s,
+            memory_s=memory_s,
+            comm_s=comm_s,
+            overhead_s=overhead_s,
+            backward_compute_s=backward_compute_s,
+            serial_s=serial_s,
+            time_s=time_s,
+            total_s=time_s * op.count,
+        )
 
     @property
     def bound(self) -> str:

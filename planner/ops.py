@@ -12,6 +12,7 @@ The backward pass is derived from the forward ops by the training estimate.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from dataclasses import fields as dataclass_fields
 from typing import Any, Literal
 
 import numpy as np
@@ -93,9 +94,12 @@ class Precisions:
         set_(self, "compute_bytes", bytes_per_element(self.compute))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class Op:
-    """One kernel kind, run `count` times per pass on one device (e.g. once per layer of the stage)."""
+    """One kernel kind, run `count` times per pass on one device (e.g. once per layer of the stage).
+
+    Built by a plain dict update (see __init__): a frozen dataclass's own __init__ sets its 27
+    fields one object.__setattr__ at a time, a third of the time it takes to build a pass."""
 
     name: str
     op_class: OpClass
@@ -124,9 +128,24 @@ class Op:
     backward_bytes_factor: float | None = None
     extra: dict[str, float] = field(default_factory=dict)
 
+    def __init__(self, name: str, op_class: OpClass, count: float, flops: Array | float, **fields: Any) -> None:
+        unknown = fields.keys() - _OP_DEFAULTS.keys()
+        if unknown:
+            raise TypeError(f"Op has no field {', '.join(sorted(unknown))}")
+        d = self.__dict__
+        d.update(_OP_DEFAULTS)
+        d.update(name=name, op_class=op_class, count=count, flops=flops, extra={})
+        d.update(fields)
+
     @property
     def bytes(self) -> Array | float:
         return self.weight_bytes + self.activation_bytes + self.kv_bytes + self.cast_bytes
+
+
+# every optional field's default (extra's factory runs per op)
+_OP_DEFAULTS: dict[str, Any] = {
+    f.name: f.default for f in dataclass_fields(Op) if f.name not in ("name", "op_class", "count", "flops", "extra")
+} | {"extra": None}
 
 
 def changed(op: Op, **changes: Any) -> Op:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import fields, replace
 
 import numpy as np
 import pytest
@@ -422,6 +422,24 @@ def test_tp_overlap_hides_tp_collectives_under_their_gemms(catalog: Catalog) -> 
         "llama3.1-70b", "h100-sxm", 64, tp=1, dp=64, zero=3, global_batch=512, tp_overlap=True, catalog=catalog
     )
     assert same.step_time_s == one.step_time_s  # nothing to overlap without TP
+
+
+@settings(max_examples=40, deadline=None)
+@given(chosen=st.sets(st.sampled_from([f.name for f in fields(Op)[4:]])), value=st.floats(0.0, 1e9))
+def test_op_init_sets_what_is_given_and_the_defaults(chosen: set[str], value: float) -> None:
+    """Op's own __init__ (a dict update, for speed) builds what the dataclass's would: every field
+    given is set, every other one holds its declared default (a fresh dict for extra)."""
+    given_ = {name: ({"v": value} if name == "extra" else value) for name in chosen}
+    op = Op("x", "gemm", 2.0, 1.0, **given_)
+    for f in fields(Op)[4:]:
+        default = {} if f.name == "extra" else f.default
+        assert getattr(op, f.name) == given_.get(f.name, default), f.name
+    assert (op.name, op.op_class, op.count, op.flops) == ("x", "gemm", 2.0, 1.0)
+    assert Op("y", "gemm", 1.0, 0.0).extra is not Op("z", "gemm", 1.0, 0.0).extra
+    with pytest.raises(TypeError):
+        Op("x", "gemm", 1.0, 0.0, no_such_field=1)
+    with pytest.raises(AttributeError):
+        op.m = 3.0  # type: ignore[misc]
 
 
 @settings(max_examples=30, deadline=None)
