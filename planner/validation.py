@@ -122,7 +122,7 @@ def _moe_kernel(cfg: dict[str, Any], metric: str, row: dict[str, Any], catalog: 
     """A fused-MoE kernel benchmark: a grouped GEMM alone (`groups`, `m`, `n`, `k`) or one MoE
     layer's routed experts (`model`, or `moe_shape` for a layer no catalogue model has; `tokens`,
     `ep` or `expert_tp`)."""
-    from planner.kernels import MoeShape, estimate_grouped_gemm, estimate_moe_layer
+    from planner.kernels import estimate_grouped_gemm, estimate_moe_layer
 
     hw = str(_need(cfg, "hardware")[0])
     if cfg.get("groups") is not None:
@@ -131,7 +131,7 @@ def _moe_kernel(cfg: dict[str, Any], metric: str, row: dict[str, Any], catalog: 
     else:
         (tokens,) = _need(cfg, "tokens")
         shape = cfg.get("moe_shape")
-        model = MoeShape(**shape) if shape else _need(cfg, "model")[0]
+        model = _moe_shape(shape) if shape else _need(cfg, "model")[0]
         r = estimate_moe_layer(
             hw,
             model,
@@ -144,6 +144,15 @@ def _moe_kernel(cfg: dict[str, Any], metric: str, row: dict[str, Any], catalog: 
             catalog=catalog,
         )
     return float(r.time_s if metric == "time_s" else r.achieved_flops_per_s)
+
+
+def _moe_shape(shape: Any) -> Any:
+    from planner.kernels import MoeShape
+
+    keys = ("experts", "top_k", "hidden_size", "expert_ffn_size")
+    if not isinstance(shape, dict) or any(k not in shape for k in keys) or set(shape) - {*keys, "gated", "name"}:
+        raise InvalidSpecError(f"moe_shape needs {', '.join(keys)} (and optionally gated, name); got {shape!r}")
+    return MoeShape(**shape)
 
 
 def _attention(cfg: dict[str, Any], metric: str, row: dict[str, Any], catalog: Catalog) -> float:

@@ -108,3 +108,13 @@ def test_server_flags_map_to_the_admission_interval() -> None:
     assert _poll_interval({"scheduler_recv_interval": 1, "num_continuous_decode_steps": 4}) == 1  # inert flag
     assert _poll_interval({"batch_wait_timeout_iters": 40, "batch_wait_max_tokens_ratio": 0.8}) == 41
     assert _poll_interval({"adp_balance_timeout_iters": 60}) == 61
+
+
+def test_a_malformed_moe_shape_is_reported_not_raised(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    bad = tmp_path / "rows.yaml"
+    bad.write_text(
+        "rows:\n- id: bad-moe\n  category: moe-kernel\n  config: {hardware: h100-sxm, tokens: 256, "
+        "moe_shape: {experts: 8, topk: 2}}\n  metric: time_s\n  measured: 0.001\n  source: a row with a misspelt key\n"
+    )
+    rows, _ = run_validation(bad)
+    assert rows[0].predicted is None and rows[0].status.startswith("not evaluable: moe_shape needs experts, top_k")
