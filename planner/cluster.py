@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import math
+import numbers
 from dataclasses import dataclass
 from typing import Any
 
@@ -220,6 +221,10 @@ def resolve_cluster(
     """The devices and the networks joining them; power_cap_w caps each device's board power
     (planner.power: the math units' clock drops, memory and links keep theirs)."""
     cat = catalog or load_catalog()
+    if power_cap_w is not None:
+        if not isinstance(power_cap_w, numbers.Real) or not math.isfinite(power_cap_w):
+            raise InvalidSpecError(f"a power cap is one finite number of watts per device (got {power_cap_w!r})")
+        power_cap_w = float(power_cap_w)
     key = (id(cat), hardware, devices, power_cap_w)
     hit = _CLUSTERS.get(key)
     if hit is not None and hit[0] is cat:  # the catalogue itself is held, so its id is not reused

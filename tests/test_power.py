@@ -8,6 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import planner
+from hardware_db.errors import InvalidSpecError
 from planner.evaluate import OpTime
 from planner.ops import Op
 from planner.power import (
@@ -106,3 +107,11 @@ def test_capped_servers_lose_little_on_inference():
     loss = capped_loss(run(), 0.79, 0.745, run)
     assert 0.0 <= loss < 0.07
     assert capped_loss(run(), 0.79, 0.79, run) == 0.0
+
+
+def test_a_power_cap_is_one_finite_number() -> None:
+    for bad in (np.array([500.0, 600.0]), float("nan"), "500"):
+        with pytest.raises(InvalidSpecError, match="a power cap is one finite number of watts"):
+            planner.estimate_inference("llama3.1-8b", "h100-sxm", batch=4, power_cap_w=bad)  # type: ignore[arg-type]
+    # numpy scalars are numbers like any other
+    assert planner.estimate_inference("llama3.1-8b", "h100-sxm", batch=4, power_cap_w=np.float64(500.0)).fits
