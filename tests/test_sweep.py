@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -346,3 +347,26 @@ def test_every_training_sweep_row_equals_its_single_estimate(
         assert bool(row.fits) == bool(one.fits) and row.fit_reason == one.fit_reason
         for field in ("step_time_s", "tokens_per_s", "memory_per_device_bytes"):
             assert getattr(row, field) == pytest.approx(float(getattr(one, field)), rel=1e-9), field
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    values=st.lists(st.floats(0.0, 5e4, allow_nan=False), min_size=1, max_size=60),
+    seed=st.integers(0, 2**16),
+)
+def test_per_scenario_messages_read_as_their_templates(values: list[float], seed: int) -> None:
+    """arrays.messages writes a lone {:.1f} from the tenths' digits (for speed): every scenario's
+    text is its first holding case's template formatted with the value rounded to 0.1."""
+    from planner.arrays import messages
+
+    rng = np.random.default_rng(seed)
+    v = np.array(values)
+    cases = [
+        (rng.random(v.size) < 0.4, 2.0 * v, "KV cache needs {:.1f} GB"),
+        (rng.random(v.size) < 0.6, v, "{:.1f} GB spill past hbm"),
+        (rng.random(v.size) < 0.5, v, "other format {:.2f}"),
+    ]
+    out = messages(v.shape, cases)
+    for i in range(v.size):
+        want = next((t.format(np.rint(x[i] * 10) / 10) for m, x, t in cases if m[i]), "fits")
+        assert out[i] == want
