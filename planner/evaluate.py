@@ -129,7 +129,9 @@ def op_time(cluster: Cluster, op: Op, precision: str, weight_bandwidth: Any = No
     backward_compute: Any = None
     if op.m is not None and op.n is not None and op.k is not None:
         g = perf.efficiency.gemm
-        shape = gemm_shape_efficiency(op.m, op.n, op.k, perf.compute_units, g.tile_m, g.tile_n, op.groups)
+        shape = gemm_shape_efficiency(
+            op.m, op.n, op.k, perf.compute_units, g.tile_m, g.tile_n, op.groups, op.routed_rows
+        )
         compute: Any = op.flops / shape * (1.0 / achieved)
     elif op.op_class == "attention":
         kernel = perf.attention_kernel(op.kernel, math_precision)

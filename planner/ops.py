@@ -112,6 +112,7 @@ class Op:
     n: Array | float | None = None
     k: Array | float | None = None
     groups: Array | float | None = None  # a grouped GEMM: this many (m x n x k) problems in one kernel
+    routed_rows: bool = False  # its groups' rows are routed tokens (Poisson about m), not m each
     exp_ops: Array | float = 0.0  # softmax exponentials (attention)
     comm: str | None = None  # collective name for comm ops
     comm_group: int = 1  # devices in that collective
@@ -689,6 +690,7 @@ def routed_expert_ops(moe: Moe, h: float, gated: bool, s: Sharding, p: Precision
             n=up_width * expert_ffn,
             k=h,
             groups=touched,
+            routed_rows=True,
             extra={"experts_touched": float(np.mean(touched))},
         )
     )

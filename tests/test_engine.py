@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import fields, replace
 
 import numpy as np
@@ -18,7 +19,7 @@ from planner.inference import estimate_inference
 from planner.kernels import MoeShape, estimate_gemm, estimate_grouped_gemm, estimate_moe_layer
 from planner.memory import weight_bytes_per_device
 from planner.ops import Op, Precisions, Sharding, changed, phase_ops
-from planner.roofline import gemm_shape_efficiency
+from planner.roofline import expected_row_tiles, gemm_shape_efficiency
 from planner.training import estimate_training
 
 
@@ -111,17 +112,43 @@ def test_decode_gemm_streams_weights_like_cublas(catalog: Catalog) -> None:
         assert got == pytest.approx(measured, rel=0.05)  # still weight-bound, flat in M
 
 
+def _poisson_row_tiles(mean: float, tile: int) -> float:
+    """E[ceil(X / tile)], X ~ Poisson(mean), by summing the pmf (at least one tile)."""
+    total, x = 0.0, 0
+    while x < mean + 20 * math.sqrt(mean) + 20:
+        pmf = math.exp(x * math.log(mean) - mean - math.lgamma(x + 1))  # in logs: exp(-mean) underflows
+        total += pmf * math.ceil(x / tile)
+        x += 1
+    return max(total, 1.0)
+
+
 def test_grouped_gemm_fills_the_units_with_every_groups_tiles() -> None:
     """A MoE layer's grouped GEMM: 32 rows per expert on a 512-wide TP8 shard of DeepSeek's
     experts (k 7168, 132 SMs, 128 x 128 tiles). As one plain GEMM it has 1 x 4 tiles, split 14
-    ways in k: 56 of 132 units busy. Grouped over 256 experts it has 1024 tiles, so every unit is
-    busy; over 8 experts, 32 tiles fill 32 of 132. The 32 rows take a 32-row tile (no padding)."""
+    ways in k: 56 of 132 units busy. Grouped with a fixed 32 rows per expert: a 32-row tile, no
+    padding, and 256 experts x 4 tiles fill every unit; 8 experts fill 32 of 132. Routed, the rows
+    are Poisson about 32, so an expert pays E[ceil(X / 32)] = 1.453 row tiles."""
     plain = gemm_shape_efficiency(32.0, 512.0, 7168.0, 132, 128, 128)
     assert plain == pytest.approx(4 * 14 / 132)
     assert gemm_shape_efficiency(32.0, 512.0, 7168.0, 132, 128, 128, 256.0) == pytest.approx(1.0)
     assert gemm_shape_efficiency(32.0, 512.0, 7168.0, 132, 128, 128, 8.0) == pytest.approx(32 / 132)
     # 48 rows pad to a 64-row tile: 0.75 of it is useful
     assert gemm_shape_efficiency(48.0, 512.0, 7168.0, 132, 128, 128, 256.0) == pytest.approx(0.75)
+    tiles = _poisson_row_tiles(32.0, 32)
+    assert tiles == pytest.approx(1.453, abs=1e-3)
+    routed = gemm_shape_efficiency(32.0, 512.0, 7168.0, 132, 128, 128, 256.0, routed=True)
+    assert routed == pytest.approx(1.0 / tiles, rel=1e-3)
+    few = gemm_shape_efficiency(32.0, 512.0, 7168.0, 132, 128, 128, 8.0, routed=True)
+    assert few == pytest.approx(1.0 / tiles * 8 * tiles * 4 / 132, rel=1e-3)
+
+
+@settings(max_examples=60, deadline=None)
+@given(mean=st.floats(1.0, 3000.0), tile=st.sampled_from([16, 32, 64, 128]))
+def test_expected_row_tiles_is_the_poisson_sum(mean: float, tile: int) -> None:
+    """roofline.expected_row_tiles (a normal form of the Poisson tail, numpy only) against the
+    pmf summed term by term."""
+    got = float(expected_row_tiles(np.array(mean), np.array(float(tile))))
+    assert got == pytest.approx(_poisson_row_tiles(mean, tile), rel=1e-3)
 
 
 @settings(max_examples=60, deadline=None)
@@ -132,9 +159,11 @@ def test_grouped_gemm_fills_the_units_with_every_groups_tiles() -> None:
     groups=st.one_of(st.none(), st.floats(1.0, 512.0)),
 )
 def test_scalar_and_array_shape_efficiency_agree(m: float, n: float, k: float, groups: float | None) -> None:
-    scalar = gemm_shape_efficiency(m, n, k, 132, 128, 128, groups)
-    array = gemm_shape_efficiency(np.array([m, m]), n, k, 132, 128, 128, None if groups is None else np.array(groups))
-    assert np.allclose(array, scalar, rtol=1e-12)
+    for routed in (False, True):
+        scalar = gemm_shape_efficiency(m, n, k, 132, 128, 128, groups, routed)
+        grouped = None if groups is None else np.array(groups)
+        array = gemm_shape_efficiency(np.array([m, m]), n, k, 132, 128, 128, grouped, routed)
+        assert np.allclose(array, scalar, rtol=1e-12)
 
 
 def test_grouped_gemm_and_moe_layer_by_hand(catalog: Catalog) -> None:
