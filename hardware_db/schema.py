@@ -284,6 +284,12 @@ class GemmEfficiency(Sourced):
     precision_fractions: dict[Precision, float] = Field(default_factory=dict)
     tile_m: int = Field(default=128, ge=1, description="output tile rows: pads small m (wave/tile quantisation)")
     tile_n: int = Field(default=128, ge=1)
+    # Time a (tile_m x tile_n) output tile costs besides its k loop, per precision where measured:
+    # the pipeline's first loads and the epilogue's store, which the tensor cores sit out. A short-k
+    # GEMM spends a larger share of each tile there (planner.roofline.depth_efficiency). Fractions
+    # above are at a measured depth; they are stated here for an unbounded k (their notes say how).
+    tile_fixed_s: dict[Precision, Seconds] = Field(default_factory=dict, alias="tile_fixed")
+    tile_fixed_source: Source | None = None
 
 
 class MemoryEfficiency(Sourced):

@@ -130,7 +130,15 @@ def op_time(cluster: Cluster, op: Op, precision: str, weight_bandwidth: Any = No
     if op.m is not None and op.n is not None and op.k is not None:
         g = perf.efficiency.gemm
         shape = gemm_shape_efficiency(
-            op.m, op.n, op.k, perf.compute_units, g.tile_m, g.tile_n, op.groups, op.routed_rows
+            op.m,
+            op.n,
+            op.k,
+            perf.compute_units,
+            g.tile_m,
+            g.tile_n,
+            op.groups,
+            op.routed_rows,
+            perf.tile_depth(math_precision),
         )
         compute: Any = op.flops / shape * (1.0 / achieved)
     elif op.op_class == "attention":

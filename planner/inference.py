@@ -725,12 +725,14 @@ def _memory(
     # the engine allocates the weights first; an offload tier extends the KV pool past them
     local = 0.0 if pool is not None else weights  # pooled weights leave the first tier to the KV cache
     room = tiers[0][1] - local + sum(c for _, c, _ in tiers[1:kv_tiers])
-    held = held_tokens(profile, in_len, out_len) if serving else in_len + out_len
+    admitted = held_tokens(profile, in_len, out_len)
+    held = admitted if serving else in_len + out_len
+    held_kv = kv_bytes_per_sequence(spec, s, p, held) * kv_scale  # one sequence's cache, shared below
     workspace = np.minimum(float(profile.token_budget), in_len) if serving else per_replica * in_len
     act = inference_activation_bytes(spec, s, p, np.maximum(workspace, 1.0))
-    slots = _max_sequences(spec, s, p, room, held, 1.0, workspace, kv_scale) if serving else per_replica
+    slots = _fitting(spec, s, p, room, held_kv, 1.0, workspace) if serving else per_replica
     running = np.minimum(per_replica, slots) if serving else per_replica
-    kv = kv_bytes_per_sequence(spec, s, p, held) * kv_scale * np.ceil(running)
+    kv = held_kv * np.ceil(running)
     # streamed from a pool, a layer's weights are double-buffered in the first tier
     staging = 0.0 if pool is None else 2.0 * weights / -(-spec.layers // s.pp)
     budget_ws = inference_activation_bytes(spec, s, p, float(profile.token_budget))
@@ -758,7 +760,9 @@ def _memory(
         slots=slots,
         running=running,
         max_batch=_max_sequences(spec, s, p, room, in_len + out_len, in_len, 0.0, kv_scale),
-        max_concurrency=_max_sequences(spec, s, p, room, held_tokens(profile, in_len, out_len), 1.0, in_len, kv_scale),
+        max_concurrency=_fitting(
+            spec, s, p, room, held_kv if serving else kv_bytes_per_sequence(spec, s, p, admitted) * kv_scale, 1.0, in_len
+        ),
         kv_capacity_tokens=max(0.0, float(room - budget_ws)) / per_token if per_token > 0 else 0.0,
     )
 
@@ -808,9 +812,16 @@ def _max_sequences(
     """Sequences per replica that fit in `room` bytes: each holds the KV of `held_tokens` (times
     `kv_scale` for a drafter's own cache) and a workspace of `own_workspace_tokens`; one shared
     workspace of `shared_workspace_tokens` is set aside. Element by element over the knobs' arrays."""
-    per_seq = kv_bytes_per_sequence(spec, s, p, held_tokens) * kv_scale
-    per_seq = per_seq + inference_activation_bytes(spec, s, p, own_workspace_tokens)
-    free = room - inference_activation_bytes(spec, s, p, shared_workspace_tokens)
+    kv = kv_bytes_per_sequence(spec, s, p, held_tokens) * kv_scale
+    return _fitting(spec, s, p, room, kv, own_workspace_tokens, shared_workspace_tokens)
+
+
+def _fitting(
+    spec: ModelSpec, s: Sharding, p: Precisions, room: float, kv_per_seq: Any, own_workspace: Any, shared_workspace: Any
+) -> Array:
+    """_max_sequences once a sequence's KV bytes are known (the caller often has them already)."""
+    per_seq = kv_per_seq + inference_activation_bytes(spec, s, p, own_workspace)
+    free = room - inference_activation_bytes(spec, s, p, shared_workspace)
     with np.errstate(divide="ignore", invalid="ignore"):
         return np.where(per_seq > 0, np.maximum(np.floor(free / per_seq), 0.0), 0.0)
 

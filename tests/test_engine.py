@@ -168,11 +168,18 @@ def test_scalar_and_array_shape_efficiency_agree(m: float, n: float, k: float, g
 
 def test_grouped_gemm_and_moe_layer_by_hand(catalog: Catalog) -> None:
     """Four 8192 x 4096 x 7168 fp8 GEMMs (DeepGEMM's README shape) are compute bound at the fp8
-    large-GEMM rate; one token through DeepSeek's routed experts reads its 8 experts' weights."""
+    large-GEMM rate, less each tile's fixed time (k0 = 2.2 us of a 128 x 128 tile's loop = 718 of
+    its 7168 deep loop); one token through DeepSeek's routed experts reads its 8 experts' weights."""
     perf = resolve_cluster("h100-sxm", 1, catalog).perf
+    k0 = 2.2e-6 * perf.achieved_flops("fp8") / 132 / (2 * 128 * 128)
+    assert perf.tile_depth("fp8") == pytest.approx(k0) and k0 == pytest.approx(718, abs=1)
     r = estimate_grouped_gemm("h100-sxm", 4, 8192, 4096, 7168, "fp8", catalog)
     assert r.bound == "compute"
-    assert r.time_s == pytest.approx(2 * 4 * 8192 * 4096 * 7168 / perf.achieved_flops("fp8") + perf.kernel_overhead_s)
+    loop = 2 * 4 * 8192 * 4096 * 7168 / perf.achieved_flops("fp8")
+    assert r.time_s == pytest.approx(loop * (7168 + k0) / 7168 + perf.kernel_overhead_s)
+    # half the depth, twice the tiles: the fixed time weighs twice as much
+    short = estimate_grouped_gemm("h100-sxm", 4, 8192, 8192, 3584, "fp8", catalog)
+    assert short.time_s == pytest.approx(loop * (3584 + k0) / 3584 + perf.kernel_overhead_s)
     one = estimate_moe_layer("h100-sxm", "deepseek-r1", 1, weight_precision="fp8", catalog=catalog)
     assert one.bound == "memory"
     touched = 256 * (1 - (1 - 8 / 256) ** 1)  # = 8: the token's top-8
