@@ -284,12 +284,12 @@ class GemmEfficiency(Sourced):
     precision_fractions: dict[Precision, float] = Field(default_factory=dict)
     tile_m: int = Field(default=128, ge=1, description="output tile rows: pads small m (wave/tile quantisation)")
     tile_n: int = Field(default=128, ge=1)
-    # Time a (tile_m x tile_n) output tile costs besides its k loop, per precision where measured:
-    # the pipeline's first loads and the epilogue's store, which the tensor cores sit out. A short-k
-    # GEMM spends a larger share of each tile there (planner.roofline.depth_efficiency). Fractions
-    # above are at a measured depth; they are stated here for an unbounded k (their notes say how).
-    tile_fixed_s: dict[Precision, Seconds] = Field(default_factory=dict, alias="tile_fixed")
-    tile_fixed_source: Source | None = None
+    # Share of a GEMM's output write that runs after its k loop instead of under it: 1 where the
+    # accumulators live in the math warps' registers and a tile stores them once its loop is done
+    # (Ampere, Ada, Hopper, CDNA); 0 where the store overlaps the next tile's math (Blackwell's
+    # double-buffered tensor memory) or nothing was measured. planner.evaluate.op_time.
+    epilogue_exposed: float = Field(default=0.0, ge=0, le=1)
+    epilogue_source: Source | None = None
 
 
 class MemoryEfficiency(Sourced):

@@ -79,21 +79,6 @@ class DevicePerf:
     def _achieved(self) -> dict[str, float]:
         return {}
 
-    def tile_depth(self, precision: str) -> float:
-        """The k depth (elements) whose loop lasts as long as a full output tile's fixed cost
-        (GemmEfficiency.tile_fixed_s) at the achieved rate of `precision`'s unit; 0 where unmeasured."""
-        cache = self._depths
-        if precision not in cache:
-            g = self.efficiency.gemm
-            fixed = g.tile_fixed_s.get(self.unit_precision(precision), 0.0)  # type: ignore[call-overload]
-            per_unit = self.achieved_flops(precision) / self.compute_units
-            cache[precision] = fixed * per_unit / (2.0 * g.tile_m * g.tile_n)
-        return cache[precision]
-
-    @functools.cached_property
-    def _depths(self) -> dict[str, float]:
-        return {}
-
     def gemm_fraction(self, precision: str = "bf16") -> float:
         """Large-GEMM share of dense peak: the family's (per precision), scaled by a per-part measurement."""
         g = self.efficiency.gemm

@@ -130,15 +130,7 @@ def op_time(cluster: Cluster, op: Op, precision: str, weight_bandwidth: Any = No
     if op.m is not None and op.n is not None and op.k is not None:
         g = perf.efficiency.gemm
         shape = gemm_shape_efficiency(
-            op.m,
-            op.n,
-            op.k,
-            perf.compute_units,
-            g.tile_m,
-            g.tile_n,
-            op.groups,
-            op.routed_rows,
-            perf.tile_depth(math_precision),
+            op.m, op.n, op.k, perf.compute_units, g.tile_m, g.tile_n, op.groups, op.routed_rows
         )
         compute: Any = op.flops / shape * (1.0 / achieved)
     elif op.op_class == "attention":
@@ -156,11 +148,18 @@ def op_time(cluster: Cluster, op: Op, precision: str, weight_bandwidth: Any = No
     w_bw, kv_bw = _read_bandwidths(op, main_bw, weight_bandwidth)
     has_kv = isinstance(op.kv_bytes, np.ndarray) or op.kv_bytes
     streamed = op.activation_bytes + op.kv_bytes if has_kv and kv_bw is main_bw else op.activation_bytes
+    # a GEMM tile stores its output after its k loop: on families whose accumulators sit in the math
+    # warps' registers that write does not overlap the loop's math (at short k it is as long as the
+    # loop: roofline module docstring)
+    written = op.output_bytes * perf.efficiency.gemm.epilogue_exposed
+    if isinstance(written, np.ndarray) or written:
+        streamed = streamed - written
     memory = streamed * (1.0 / main_bw) + op.weight_bytes / w_bw
     if has_kv and kv_bw is not main_bw:  # KV cache placed partly past the first tier (planner.tiers)
         memory = memory + op.kv_bytes / kv_bw
     overhead = perf.kernel_overhead_s * op.kernels
-    serial = op.cast_bytes * (1.0 / main_bw) if isinstance(op.cast_bytes, np.ndarray) or op.cast_bytes else 0.0
+    serial = op.cast_bytes + written
+    serial = serial * (1.0 / main_bw) if isinstance(serial, np.ndarray) or serial else 0.0
     return OpTime(op, compute, memory, 0.0, overhead, backward_compute, serial)  # type: ignore[arg-type]
 
 

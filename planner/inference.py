@@ -761,7 +761,13 @@ def _memory(
         running=running,
         max_batch=_max_sequences(spec, s, p, room, in_len + out_len, in_len, 0.0, kv_scale),
         max_concurrency=_fitting(
-            spec, s, p, room, held_kv if serving else kv_bytes_per_sequence(spec, s, p, admitted) * kv_scale, 1.0, in_len
+            spec,
+            s,
+            p,
+            room,
+            held_kv if serving else kv_bytes_per_sequence(spec, s, p, admitted) * kv_scale,
+            1.0,
+            in_len,
         ),
         kv_capacity_tokens=max(0.0, float(room - budget_ws)) / per_token if per_token > 0 else 0.0,
     )

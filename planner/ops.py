@@ -121,6 +121,8 @@ class Op:
     kernels: Any = 1.0  # kernel launches per instance (a quantised GEMM adds its input cast)
     kernel: str | None = None  # attention kernel (None: the family's default)
     cast_bytes: Array | float = 0.0  # traffic of a cast kernel that runs before this op (not overlapped)
+    # the part of activation_bytes a GEMM writes in its epilogue, after its k loop (not overlapped)
+    output_bytes: Array | float = 0.0
     engine_max_bytes: float = 0.0  # comm: buffers up to this size run on an inference engine's own kernel
     internode_share: float = 1.0  # all-to-all: cross-domain traffic left after per-domain deduplication
     tile_efficiency: Array | float = 1.0  # useful share of the tiles a kernel computes (attention)
@@ -194,7 +196,8 @@ def _gemm(
 ) -> Op:
     """tokens x k by k x n: FLOPs 2*t*k*n; reads the weight once, the input and writes the output."""
     w = k * n * p.weight_bytes if weights is None else weights
-    act = tokens * ((k + n) * p.act_bytes)  # scalars first: one array multiply in a sweep
+    out = tokens * (n * p.act_bytes)  # scalars first: one array multiply in a sweep
+    act = tokens * (k * p.act_bytes) + out
     kernels = 1.0
     cast: Array | float = 0.0
     compute_bytes = p.compute_bytes
@@ -215,6 +218,7 @@ def _gemm(
         k=k,
         kernels=kernels,
         cast_bytes=cast,
+        output_bytes=out,
     )
 
 
@@ -686,6 +690,8 @@ def routed_expert_ops(moe: Moe, h: float, gated: bool, s: Sharding, p: Precision
             flops=flops,
             weight_bytes=touched * expert_weights,
             activation_bytes=pairs_local * ((2 * h + (up_width + 1) * expert_ffn) * p.act_bytes),
+            # gate/up writes its intermediate, down its rows
+            output_bytes=pairs_local * ((h + up_width * expert_ffn) * p.act_bytes),
             m=per_expert_tokens,
             n=up_width * expert_ffn,
             k=h,

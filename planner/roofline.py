@@ -14,12 +14,11 @@ family's large-GEMM fraction x this factor:
   Each group's rows are padded to the tile on their own; routed rows vary from expert to expert
   (Poisson about the mean under uniform routing), so an expert just past a tile boundary pays a
   whole extra tile (expected_row_tiles);
-- depth: besides its k loop a tile pays a fixed time, its pipeline's first loads and its
-  epilogue's store, which the tensor cores sit out (GemmEfficiency.tile_fixed_s, measured per
-  family and precision). With that time worth k0 elements of the loop on a full tile, a tile of
-  depth k runs k / (k + k0) of the time at the loop's rate; a tile of fewer rows does less work
-  per fixed time, so its k0 grows by tile_m / rows. DeepGEMM's dense FP8 table on H800 shows it:
-  at m = 4096, k = 512 reaches 590 TFLOPS where k = 16384 reaches 1358.
+- the output write (evaluate.op_time): a tile stores its output once its k loop is done. Where the
+  accumulators live in the math warps' registers (Ampere, Ada, Hopper, CDNA) that store does not
+  overlap the loop, so a GEMM takes its loop (the longer of its math and its input reads) plus its
+  output write: at short k the write is as long as the loop. TileLang's FP16 8192 x 8192 sweep on
+  H800 runs 386 TFLOPS at k = 256 and 766 at k = 16384; loop plus write gives 390 and 760.
 Achieved bandwidth is the datasheet figure x the family's streaming fraction. Everything
 broadcasts over numpy arrays.
 """
@@ -43,41 +42,26 @@ SPLIT_K_MIN_DEPTH = 512
 
 
 def gemm_shape_efficiency(
-    m: Any,
-    n: Any,
-    k: Any,
-    units: int,
-    tile_m: int,
-    tile_n: int,
-    groups: Any = None,
-    routed: bool = False,
-    depth_k0: float = 0.0,
+    m: Any, n: Any, k: Any, units: int, tile_m: int, tile_n: int, groups: Any = None, routed: bool = False
 ) -> Array:
-    """Useful fraction of the tensor cores for an (m x n) output with depth k: padding x occupancy
-    x depth. Any of them may be arrays (a sweep); in a model pass only m (tokens) varies. `groups`:
-    a grouped GEMM of that many (m x n x k) problems in one kernel (None: one plain GEMM); `routed`:
-    its groups' rows are routed tokens, Poisson about the mean m, not m each; `depth_k0`: the k a
-    full tile's fixed time is worth (DevicePerf.tile_depth; 0: none)."""
+    """Useful fraction of the tensor cores for an (m x n) output with depth k: padding x occupancy.
+    Any of them may be arrays (a sweep); in a model pass only m (tokens) varies. `groups`: a
+    grouped GEMM of that many (m x n x k) problems in one kernel (None: one plain GEMM); `routed`:
+    its groups' rows are routed tokens, Poisson about the mean m, not m each."""
     scalar = isinstance(m, (int, float)) and isinstance(n, (int, float)) and isinstance(k, (int, float))
     if scalar and groups is None:
-        return _scalar_shape_efficiency(float(m), float(n), float(k), units, tile_m, tile_n, depth_k0)  # type: ignore[return-value]
+        return _scalar_shape_efficiency(float(m), float(n), float(k), units, tile_m, tile_n)  # type: ignore[return-value]
     if scalar and isinstance(groups, (int, float)):  # one grouped GEMM: the array path on 0-d values
-        one = gemm_shape_efficiency(
-            np.asarray(float(m)), float(n), float(k), units, tile_m, tile_n, groups, routed, depth_k0
-        )
+        one = gemm_shape_efficiency(np.asarray(float(m)), float(n), float(k), units, tile_m, tile_n, groups, routed)
         return float(one)  # type: ignore[return-value]
-    pad_m, tiles_m, tm = _row_terms(m, tile_m, routed=routed and groups is not None)
+    pad_m, tiles_m = _row_terms(m, tile_m, routed=routed and groups is not None)
     if isinstance(n, (int, float)) and isinstance(k, (int, float)) and not isinstance(groups, np.ndarray):
         # a model pass: only m varies, so the column terms are plain floats (one array product left)
         n_f = max(float(n), 1.0)
         tiles_n_f = math.ceil(n_f / tile_n)
         per_tile = max(1.0, math.floor(max(k, 1.0) / SPLIT_K_MIN_DEPTH)) if groups is None else max(groups, 1.0)
         column = n_f / (tiles_n_f * tile_n)
-        shape = pad_m * column * np.minimum(1.0, tiles_m * (tiles_n_f * per_tile / units))
-        if not depth_k0:
-            return shape
-        k_f = max(float(k), 1.0)
-        return shape * (k_f / (k_f + (depth_k0 * tile_m) / tm))
+        return pad_m * column * np.minimum(1.0, tiles_m * (tiles_n_f * per_tile / units))
     n_arr = np.maximum(n, 1.0)
     tiles_n = np.ceil(n_arr / tile_n)
     if groups is None:
@@ -85,24 +69,20 @@ def gemm_shape_efficiency(
         per_row_tile = tiles_n * splits / units  # scalar in a model pass
     else:
         per_row_tile = tiles_n * np.maximum(groups, 1.0) / units
-    shape = pad_m * (n_arr / (tiles_n * tile_n)) * np.minimum(1.0, tiles_m * per_row_tile)
-    if not depth_k0:
-        return shape
-    k_arr = np.maximum(k, 1.0)
-    return shape * (k_arr / (k_arr + (depth_k0 * tile_m) / tm))
+    return pad_m * (n_arr / (tiles_n * tile_n)) * np.minimum(1.0, tiles_m * per_row_tile)
 
 
-_ROW_TERMS: dict[tuple[int, int, bool], tuple[Any, Array, Array, Array]] = {}
+_ROW_TERMS: dict[tuple[int, int, bool], tuple[Any, Array, Array]] = {}
 
 
-def _row_terms(m: Any, tile_m: int, routed: bool = False) -> tuple[Array, Array, Array]:
-    """Row padding, row-tile count and tile rows for token counts m (per group: their mean). Every
-    GEMM of a pass shares one m array, so the terms are kept for the last few arrays (the array
-    itself is held, so its id stays unique)."""
+def _row_terms(m: Any, tile_m: int, routed: bool = False) -> tuple[Array, Array]:
+    """Row padding and row-tile count for token counts m (per group: their mean). Every GEMM of a
+    pass shares one m array, so the terms are kept for the last few arrays (the array itself is
+    held, so its id stays unique)."""
     key = (id(m), tile_m, routed)
     hit = _ROW_TERMS.get(key)
     if hit is not None and hit[0] is m:
-        return hit[1], hit[2], hit[3]
+        return hit[1], hit[2]
     m_arr = np.maximum(_as_array(m), 1.0)
     # next power of two of m: frexp's exponent of (m - 1), far cheaper than 2 ** ceil(log2 m)
     tm = np.minimum(np.maximum(np.ldexp(1.0, np.frexp(m_arr - 1.0)[1]), 16.0), float(tile_m))  # np.clip costs 3x
@@ -111,20 +91,18 @@ def _row_terms(m: Any, tile_m: int, routed: bool = False) -> tuple[Array, Array,
     pad_m = m_arr / (tiles_m * tm)
     if len(_ROW_TERMS) >= 8:
         _ROW_TERMS.pop(next(iter(_ROW_TERMS)))
-    _ROW_TERMS[key] = (m, pad_m, tiles_m, tm)
-    return pad_m, tiles_m, tm
+    _ROW_TERMS[key] = (m, pad_m, tiles_m)
+    return pad_m, tiles_m
 
 
-def _scalar_shape_efficiency(
-    m: float, n: float, k: float, units: int, tile_m: int, tile_n: int, depth_k0: float = 0.0
-) -> float:
+def _scalar_shape_efficiency(m: float, n: float, k: float, units: int, tile_m: int, tile_n: int) -> float:
     """The same as gemm_shape_efficiency for one plain GEMM, in plain floats (numpy on 0-d arrays is slow)."""
-    m, n, k = max(m, 1.0), max(n, 1.0), max(k, 1.0)
+    m, n = max(m, 1.0), max(n, 1.0)
     tm = min(float(tile_m), max(16.0, math.ldexp(1.0, math.frexp(m - 1.0)[1])))
     tiles_m, tiles_n = math.ceil(m / tm), math.ceil(n / tile_n)
-    splits = max(1.0, math.floor(k / SPLIT_K_MIN_DEPTH))
+    splits = max(1.0, math.floor(max(k, 1.0) / SPLIT_K_MIN_DEPTH))
     padding = m / (tiles_m * tm) * (n / (tiles_n * tile_n))
-    return padding * min(1.0, tiles_m * tiles_n * splits / units) * (k / (k + depth_k0 * tile_m / tm))
+    return padding * min(1.0, tiles_m * tiles_n * splits / units)
 
 
 # Abramowitz & Stegun 7.1.26: erf(x) = 1 - t (a1 + a2 t + ... + a5 t^4) exp(-x^2), t = 1 / (1 + p x),
