@@ -528,7 +528,7 @@ def test_training_report_timeline_draws_the_step_or_labels_the_cut(
     assert heading in page
     if "first" in heading:
         step_s = estimate_training("llama3.1-70b", "h100-sxm", 1024, tp=8, pp=16, global_batch=8192).step_time_s
-        assert f"of the {step_s:.1f} s step" in page and "896 more micro-batches not drawn" in page
+        assert f"of the {step_s:.3g} s step" in page and "896 more micro-batches not drawn" in page
 
 
 def _cpu_s(pid: int) -> float:

@@ -57,6 +57,9 @@ GATES = {"inference ttft": 0.30, "inference tpot": 0.12, "memory peak": 0.10, "m
 # they pass: each stays an expected failure, and strict=True turns it red the day it starts to pass,
 # so this list can only shrink.
 MISSING_GATE: dict[str, str] = {
+    "attention": "FlashAttention-3's forward at head dim 64 (four rows from two sources) runs 16-24% below the "
+    "model, which hides all of the softmax under the MMAs as at head dim 128, where the exponentials take half "
+    "the MMAs' time; H100 PCIe (350 W) 66% below. The first six rows are within 11%",
     "gemm": "the GEMM shape sweeps (247 rows, README 'Validation') measure kernels the model gives one rate per "
     "family and precision: AITER's block-scale FP8 GEMMs on MI355X run 40% below the CDNA4 FP8 rate (+61-71%), "
     "MI300X's 20% (+23%); B200's small squares in XLA's table +47% and Liger's k <= 2048 sweep +19%; H20 "
