@@ -181,6 +181,32 @@ def test_scalar_and_array_shape_efficiency_agree(m: float, n: float, k: float, g
         assert np.allclose(array, scalar, rtol=1e-12)
 
 
+@settings(max_examples=40, deadline=None)
+@given(
+    m=st.sampled_from([1.0, 64.0, 1024.0, 8192.0]),
+    n=st.sampled_from([512.0, 4096.0, 32768.0]),
+    k=st.sampled_from([256.0, 1024.0, 7168.0]),
+    hardware=st.sampled_from(["h100-sxm", "mi300x", "b200", "a100-sxm-80gb"]),
+)
+def test_output_write_adds_where_the_accumulators_sit_in_registers(
+    catalog: Catalog, m: float, n: float, k: float, hardware: str
+) -> None:
+    """A GEMM takes its loop (math, or its reads) plus the family's exposed share of its output
+    write: never less than with the write overlapped, at most that share of the write more, and a
+    deeper GEMM of the same output never runs at a lower rate."""
+    cluster = resolve_cluster(hardware, 1, catalog)
+    perf = cluster.perf
+    r = estimate_gemm(hardware, m, n, k, "bf16", catalog)
+    # the same GEMM with no output write singled out: all its traffic overlaps its math
+    op = Op("gemm", "gemm", 1, flops=2 * m * n * k, weight_bytes=k * n * 2, activation_bytes=(m * k + m * n) * 2)
+    overlapped = float(op_time(cluster, changed(op, m=m, n=n, k=k), "bf16").time_s)
+    write = m * n * 2 / perf.memory_bandwidth_bytes_per_s
+    exposed = perf.efficiency.gemm.epilogue_exposed
+    assert overlapped * (1 - 1e-9) <= float(r.time_s) <= overlapped + exposed * write + 1e-12
+    deeper = estimate_gemm(hardware, m, n, 2 * k, "bf16", catalog)
+    assert float(deeper.achieved_flops_per_s) >= float(r.achieved_flops_per_s) * (1 - 1e-9)
+
+
 def test_grouped_gemm_and_moe_layer_by_hand(catalog: Catalog) -> None:
     """Four 8192 x 4096 x 7168 fp8 GEMMs (DeepGEMM's README shape) are compute bound at the fp8
     large-GEMM rate, then write their bf16 outputs; one token through DeepSeek's routed experts
