@@ -65,6 +65,7 @@ from planner.serving import (
     admitted,
     check_num_prompts,
     engine_profile,
+    front_end_s,
     held_tokens,
     host_floor_s,
     iteration_shapes,
@@ -372,7 +373,9 @@ def estimate_inference(
         served = _static(rep, hits, active, per_replica, in_len, out_len, len(qs))
     prefill_s, decode_s, ttft, tpot, rho, pcts, prefill_times, decode_times, queued_s = served
     mode = "serving" if serving else "static"
-    ttft, pcts = ttft + hits.load_s, tuple(x + hits.load_s for x in pcts)
+    # a served request also crosses the server's front end (HTTP, tokenisation): planner.serving
+    added = hits.load_s + front_end_s(in_len) if serving else hits.load_s
+    ttft, pcts = ttft + added, tuple(x + added for x in pcts)
     e2e = ttft + (out_len - 1.0) * tpot
     # the running requests set the rate; a request's wait for a free slot is not part of their life
     throughput = np.minimum(active, per_replica) * dp_ * out_len / (e2e - queued_s)
@@ -913,8 +916,9 @@ def _disaggregated(
     link = resolve_cluster(hardware, n, cat).tier_spanning(n)
     kv_prompt = np.asarray(kv_bytes_per_sequence(spec, Sharding(), p, in_len), dtype=np.float64)
     transfer = kv_prompt / (achieved_bandwidth(link) * min(ptp, decode_group)) + link.link.latency_s
-    ttft, tpot, rho = _prefill_pool_queue(prefill_s, decode_s, out_len, C, float(r_p), transfer)
-    fixed = prefill_s + transfer
+    front = front_end_s(in_len)  # the server's front end (planner.serving)
+    ttft, tpot, rho = _prefill_pool_queue(prefill_s, decode_s, out_len, C, float(r_p), transfer + front)
+    fixed = prefill_s + transfer + front
     pcts = tuple(fixed + md1_wait_percentile_s(rho / prefill_s, prefill_s, q) for q in qs)
     fits = np.asarray(place_p.fits) & np.asarray(place_d.fits) & (rho < 0.999)
     reason = np.where(np.asarray(place_d.fits), place_p.reason, place_d.reason).astype(object)

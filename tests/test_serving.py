@@ -86,6 +86,33 @@ def test_ttft_never_beats_the_prompts_own_prefill(
     assert math.isfinite(r.tpot_s) and r.tpot_s > 0 and r.throughput_tokens_per_s > 0
 
 
+@pytest.mark.parametrize("mode", ["aggregated", "disaggregated"])
+def test_a_served_request_crosses_the_front_end(catalog: Catalog, monkeypatch: pytest.MonkeyPatch, mode: str) -> None:
+    """Every served request's TTFT carries the server's front end: 5.7 ms plus 1.25 us per prompt
+    token (vLLM 0.19's measured HTTP overhead, planner.serving); a static batch carries none."""
+    import planner.serving as serving
+
+    assert serving.front_end_s(1000.0) == pytest.approx(5.7e-3 + 1.25e-3)
+    kw: dict[str, Any] = dict(concurrency=1, input_len=4000, output_len=64, catalog=catalog)
+    if mode == "disaggregated":
+        kw.update(disaggregated=True, prefill_devices=1)
+    with_front = estimate_inference("llama3.1-8b", "h100-sxm", 2 if mode == "disaggregated" else 1, **kw)
+    static = estimate_inference("llama3.1-8b", "h100-sxm", 1, batch=1, input_len=4000, output_len=64, catalog=catalog)
+    monkeypatch.setattr(serving, "FRONT_END_S", 0.0)
+    monkeypatch.setattr(serving, "TOKENIZE_S_PER_TOKEN", 0.0)
+    without = estimate_inference("llama3.1-8b", "h100-sxm", 2 if mode == "disaggregated" else 1, **kw)
+    bare_static = estimate_inference(
+        "llama3.1-8b", "h100-sxm", 1, batch=1, input_len=4000, output_len=64, catalog=catalog
+    )
+    # one request at a time: the front end adds to its TTFT (disaggregated, the prefill pool's M/D/1
+    # queue also sees the closed loop slowed by it, so its wait shrinks a little)
+    added = with_front.ttft_s - without.ttft_s
+    front = 5.7e-3 + 4000 * 1.25e-6
+    assert added == pytest.approx(front) if mode == "aggregated" else 0.95 * front < added <= front
+    assert with_front.ttft_p50_s > without.ttft_p50_s
+    assert static.ttft_s == bare_static.ttft_s
+
+
 def test_issue_examples_ttft_is_at_least_the_prefill(catalog: Catalog) -> None:
     static = estimate_inference("llama3.1-8b", "h100-sxm", 1, batch=1, input_len=32768, catalog=catalog)
     one = estimate_inference("llama3.1-8b", "h100-sxm", 1, concurrency=1, input_len=32768, catalog=catalog)
