@@ -74,7 +74,8 @@ class OpTime:
 
     @property
     def bound(self) -> str:
-        return bound_of(self.compute_s, self.memory_s, self.comm_s, self.overhead_s)
+        # traffic that does not overlap the math (an input cast, an exposed output write) is traffic too
+        return bound_of(self.compute_s, self.memory_s + self.serial_s, self.comm_s, self.overhead_s)
 
 
 def bound_of(compute_s: Any, memory_s: Any, comm_s: Any, overhead_s: Any) -> str:

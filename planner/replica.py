@@ -70,10 +70,11 @@ class Column(Sequence[OpTime]):
     def bound(self) -> str:
         i = self._index
         rows = (
-            [_column_mean(x, i) for x in (t.compute_s, t.memory_s, t.comm_s, t.overhead_s, t.total_s)]
+            [_column_mean(x, i) for x in (t.compute_s, t.memory_s, t.serial_s, t.comm_s, t.overhead_s, t.total_s)]
             for t in self._times
         )
-        return _heaviest((bound_of(*row[:4]), row[4]) for row in rows)
+        # as OpTime.bound: traffic that does not overlap the math counts as traffic
+        return _heaviest((bound_of(c, m + s, k, o), total) for c, m, s, k, o, total in rows)
 
 
 def _pp_p2p_s(cluster: Cluster, spec: ModelSpec, p: Precisions, s: Sharding, tokens: Array) -> Array:
