@@ -147,7 +147,7 @@ EAGER_HOST_S_PER_LAUNCH = 40e-6
 # at a time; andyluo7/cpu-gpu-codesign-agentic-inference RESULTS_SUMMARY.md, t_http_overhead "from
 # the client sending the request to the first byte back", prefill reported apart): 7 / 15 / 47 /
 # 131 ms at 1k / 8k / 32k / 100k prompt tokens, i.e. 5.7 ms + 1.25 us per prompt token (the two
-# ends; within 1 ms at 8k and 32k). The same source times a standalone HF-tokenizers encode at
+# ends; within 0.7 ms at 8k and 1.3 ms at 32k). The same source times a standalone HF-tokenizers encode at
 # 1.7 us per token. No engine-specific figure was found for SGLang's or TensorRT-LLM's servers,
 # which are the same kind (a Python OpenAI server tokenising with HF tokenizers), so this holds
 # for every engine here; a static batch (offline, no server) pays none of it.
