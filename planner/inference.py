@@ -67,6 +67,7 @@ from planner.serving import (
     engine_profile,
     front_end_s,
     held_tokens,
+    host_adds_to_prefill,
     host_floor_s,
     iteration_shapes,
     quantiles,
@@ -370,7 +371,7 @@ def estimate_inference(
         load = _Load(arrival, per_replica, dp_, num_prompts, qs, staggered=range_ratio < 1.0)
         served = _serving(rep, profile, load, active, in_len, out_len, hits.new_len)
     else:
-        served = _static(rep, hits, active, per_replica, in_len, out_len, len(qs))
+        served = _static(rep, profile, hits, active, per_replica, in_len, out_len, len(qs))
     prefill_s, decode_s, ttft, tpot, rho, pcts, prefill_times, decode_times, queued_s = served
     mode = "serving" if serving else "static"
     # a served request also crosses the server's front end (HTTP, tokenisation): planner.serving
@@ -411,7 +412,7 @@ def estimate_inference(
         speculative=speculative,
         tokens_per_step=rep.tokens_per_step,
         matmul_precision=p.compute,
-        engine=engine if mode == "serving" else None,
+        engine=engine if serving or profile.eager_prefill else None,  # a static batch: where it set the floor
         arrival=arrival if mode == "serving" else None,
         expert_load_max_over_mean=s.expert_imbalance if spec.moe is not None else None,
         power_cap_w=power_cap_w,
@@ -433,12 +434,31 @@ def _replicas(devices: int | None, dp: int | None, tp: int, pp: int, ep: int) ->
     return n, dp_
 
 
+def _eager(tau: Array, times: list[OpTime], profile: EngineProfile, rep: Replica) -> Array:
+    """A prompt-carrying pass where the engine runs it eagerly: the host dispatches one pipeline
+    stage's kernels (planner.serving.host_floor_s), after its GPU work where the attention reads
+    device values back in every layer, else under it (host_adds_to_prefill)."""
+    launches = sum((t.op.kernels * t.op.count for t in times), np.zeros(())) / rep.s.pp
+    host_s = host_floor_s(profile, launches)
+    return tau + host_s if host_adds_to_prefill(rep.spec.attention.kind) else np.maximum(tau, host_s)
+
+
 def _static(
-    rep: Replica, hits: _Hits, active: Array, per_replica: Array, in_len: Array, out_len: Array, quantiles: int
+    rep: Replica,
+    profile: EngineProfile,
+    hits: _Hits,
+    active: Array,
+    per_replica: Array,
+    in_len: Array,
+    out_len: Array,
+    quantiles: int,
 ) -> tuple[Any, ...]:
     """One static batch: every prompt prefilled at once (so every TTFT percentile is that prefill),
-    then decoded together; the same tuple as _serving, with no prefill utilisation."""
+    then decoded together; the same tuple as _serving, with no prefill utilisation. An engine that
+    runs prefill eagerly (SGLang's bench_one_batch, TensorRT-LLM's PyTorch backend) pays its host
+    dispatch as in serving."""
     prefill_s, prefill_times = hits.prefill(rep, per_replica)
+    prefill_s = _eager(prefill_s, prefill_times, profile, rep)
     decode_s, decode_times = rep.decode(active, in_len, in_len + out_len / 2.0)
     pcts = (prefill_s,) * quantiles
     return prefill_s, decode_s, prefill_s, decode_s, None, pcts, prefill_times, decode_times, 0.0
@@ -476,8 +496,7 @@ def _serving(
     work = in_len if new_len is None else new_len
     decodes, tokens = iteration_shapes(profile, active, work)
     tau, times = rep.iterations(decodes, tokens, in_len[..., None], context_mid[..., None])
-    launches = sum((t.op.kernels * t.op.count for t in times), np.zeros(())) / rep.s.pp  # one stage's
-    tau = np.where(tokens > 0, np.maximum(tau, host_floor_s(profile, launches)), tau)
+    tau = np.where(tokens > 0, _eager(tau, times, profile, rep), tau)
     # with speculation each decode iteration advances a request by E tokens
     per_step = rep.tokens_per_step
     clients = load.per_replica * load.dp

@@ -129,16 +129,19 @@ def engine_profile(
 
 # Host time to dispatch one kernel of the op list (planner.ops counts launches per op) from an
 # eager PyTorch engine: Python, the ATen dispatcher, allocator calls and the launch. Derived from
-# published eager-vs-graphed forward times of host-bound passes, each divided by the op list's
-# launches for that model (11 per dense decoder layer, 27.8 per DeepSeek-V3 MLA+MoE layer):
-# - SGLang PR #12160: DeepSeek-V3 (61 layers), 1-token prefill 82.6 ms eager: 49 us;
+# published eager-vs-graphed forward times, each host time divided by the op list's launches for
+# that model (11 per dense decoder layer, 27.8 per DeepSeek-V3 MLA+MoE layer):
+# - SGLang PR #12160: DeepSeek-V3 (61 layers), a 1-token prefill 82.6 ms eager, 23.1 ms with a
+#   prefill CUDA graph; the host's share, 59.5 ms (the two add: see `host_adds_to_prefill`): 35 us;
+# - tokenspeed PR #597: Kimi-K2.6 (DeepSeek-V3's architecture, 61 layers), a 2048-token prefill
+#   123 ms eager, 55 ms graphed ("~GPU compute floor"): 68 ms, 40 us;
 # - DeepSpeed PR #8352 (H200): GPT-2 (12 layers) eager forwards 4.67 ms (vLLM) and 4.73 ms
-#   (SGLang) each: 35 and 36 us;
+#   (SGLang) each, GPU time negligible: 35 and 36 us;
 # - sfllm PR #46: Qwen3-4B (36 layers) eager forward 16.4 ms at both 129 and 513 tokens (a host
-#   floor): 41 us.
-# Their median, about 40 us; a C++ engine issues a launch in ~2 us (sparkinfer PR #800's nsys
-# trace), so this holds for Python engines only.
-EAGER_HOST_S_PER_LAUNCH = 40e-6
+#   floor over the GPU's work): 41 us.
+# Their median, 36 us; a C++ engine issues a launch in ~2 us (sparkinfer PR #800's nsys trace), so
+# this holds for Python engines only.
+EAGER_HOST_S_PER_LAUNCH = 36e-6
 
 
 # What the serving front end adds to every request's TTFT besides the engine's iterations: the HTTP
@@ -161,9 +164,25 @@ def front_end_s(prompt_tokens: Any) -> Any:
 
 
 def host_floor_s(profile: EngineProfile, launches: Any) -> Any:
-    """The shortest a prompt-carrying iteration of `launches` kernel launches can take: 0 where
-    the engine replays CUDA graphs for it."""
+    """The host's dispatch time for a prompt-carrying iteration of `launches` kernel launches: 0
+    where the engine replays CUDA graphs for it."""
     return EAGER_HOST_S_PER_LAUNCH * launches if profile.eager_prefill else 0.0
+
+
+def host_adds_to_prefill(attention_kind: str) -> bool:
+    """Whether an eager prefill's host dispatch adds to its GPU time rather than hiding under it.
+    The host runs ahead of the GPU unless it must read a device value back: MLA's prefill
+    attention does so in every layer, so each layer's launches start only once the GPU has caught
+    up. Published: SGLang PR #4577 (a device-to-host copy in DeepseekV2AttentionMLA leaves bubbles in
+    the timeline); FlashInfer's trtllm_ragged_attention_deepseek reads the lengths back with
+    .item(), "blocking the host on the whole stream backlog once per layer per prefill forward"
+    (SGLang PR #38502); tokenspeed PR #597 ("varlen attention, data-dependent host scalars"). And
+    measured: eager = graphed + host at 1 token (SGLang PR #12160, 82.6 = 23.1 + 59.5 ms) and at
+    2048 (tokenspeed, 123 = 55 + 68 ms), as TensorRT-LLM 0.21's DeepSeek-R1 TTFT is a ~69 ms
+    intercept plus a per-token slope (issue #5929). For other attention the host runs ahead, and
+    the pass lasts the longer of the two (sfllm PR #46: Qwen3-4B 16.4 ms eager at 129 and 513
+    tokens alike)."""
+    return attention_kind == "mla"
 
 
 def _vllm(memory_bytes: float, device_id: str) -> EngineProfile:

@@ -378,6 +378,8 @@ def _inference(cfg: dict[str, Any], metric: str, row: dict[str, Any], catalog: C
     statistic = str(cfg.get("statistic") or "mean")
     if metric == "ttft_s" and statistic not in _TTFT_FIELDS:
         raise NotEvaluable(f"TTFT statistic '{statistic}' is not modelled")
+    if metric == "prefill_latency_s" and not cfg.get("batch"):
+        raise NotEvaluable("a prefill latency is one static batch's forward pass: give `batch`")
     if metric == "tpot_s" and statistic != "mean":
         raise NotEvaluable(f"TPOT statistic '{statistic}' is not modelled (the mean is)")
     values = {
@@ -387,6 +389,7 @@ def _inference(cfg: dict[str, Any], metric: str, row: dict[str, Any], catalog: C
         "e2e_latency_s": float(r.e2e_latency_s),
         "tpot_s": float(r.tpot_s),
         "ttft_s": float(getattr(r, _TTFT_FIELDS.get(statistic, "ttft_s"))),
+        "prefill_latency_s": float(r.ttft_s),  # a static batch's TTFT is its prefill pass
         "avg_power_w": float(r.avg_power_w),  # per device
         "energy_j_per_token": float(r.energy_j_per_token),
     }
@@ -523,6 +526,7 @@ def run_validation(
 SERVING_METRICS = {
     "inference ttft": ("inference", ("ttft_s",)),
     "inference tpot": ("inference", ("tpot_s",)),
+    "inference prefill": ("inference", ("prefill_latency_s",)),
     "memory peak": ("memory", ("peak_memory_bytes",)),
     "memory fit": ("memory", ("fits",)),
 }

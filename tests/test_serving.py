@@ -221,7 +221,7 @@ def test_range_ratio_means_shorter_requests_and_is_checked(catalog: Catalog) -> 
 
 def test_an_eager_prefill_lasts_at_least_its_host_dispatch(catalog: Catalog) -> None:
     """A 16-token prompt on SGLang (eager extend batches): the prefill iteration is host-bound,
-    40 us per kernel launch of the op list; vLLM V1 replays CUDA graphs and runs at GPU speed."""
+    36 us per kernel launch of the op list; vLLM V1 replays CUDA graphs and runs at GPU speed."""
     kw = dict(concurrency=1, input_len=16, output_len=64, catalog=catalog)
     sglang = estimate_inference("llama3.1-8b", "h100-sxm", 1, engine="sglang", **kw)
     launches = sum(t.op.kernels * t.op.count for t in sglang.op_times[0][1])
@@ -232,6 +232,25 @@ def test_an_eager_prefill_lasts_at_least_its_host_dispatch(catalog: Catalog) -> 
     assert float(graphed.prefill_s) < 0.5 * float(sglang.prefill_s)
     assert float(vllm.prefill_s) == pytest.approx(float(graphed.prefill_s))
     assert float(vllm.tpot_s) == pytest.approx(float(sglang.tpot_s), rel=0.05)  # decode steps stay graphed
+
+
+def test_an_eager_mla_prefill_pays_its_host_dispatch_after_its_gpu_work(catalog: Catalog) -> None:
+    """MLA's prefill attention reads device values back in every layer (host_adds_to_prefill), so
+    SGLang's eager DeepSeek-V3 pass takes its graphed time plus the host's dispatch: 61 layers of
+    ~27.8 launches at 36 us, ~61 ms on top. A GQA model's host runs ahead: the longer of the two."""
+    kw = dict(batch=1, input_len=1000, output_len=2, engine="sglang", weight_precision="fp8", catalog=catalog)
+    eager = estimate_inference("deepseek-v3", "h200-sxm", 8, tp=8, **kw)
+    graphed = estimate_inference("deepseek-v3", "h200-sxm", 8, tp=8, eager_prefill=False, **kw)
+    launches = sum(t.op.kernels * t.op.count for t in eager.op_times[0][1])
+    assert 1600 < launches < 1800
+    assert float(eager.prefill_s) == pytest.approx(float(graphed.prefill_s) + launches * 36e-6)
+    assert float(eager.ttft_s) == pytest.approx(float(eager.prefill_s))  # a static batch: no front end
+    assert eager.engine == "sglang" and graphed.engine is None  # the engine shaped the static answer
+    dense = estimate_inference("llama3.1-70b", "h100-sxm", 8, tp=8, **kw)
+    dense_graphed = estimate_inference("llama3.1-70b", "h100-sxm", 8, tp=8, eager_prefill=False, **kw)
+    dense_launches = sum(t.op.kernels * t.op.count for t in dense.op_times[0][1])
+    host_s = dense_launches * EAGER_HOST_S_PER_LAUNCH
+    assert float(dense.prefill_s) == pytest.approx(max(float(dense_graphed.prefill_s), host_s))
 
 
 def test_matmul_precision_runs_mxfp4_moe_as_w4a16(catalog: Catalog) -> None:

@@ -74,10 +74,14 @@ MISSING_GATE: dict[str, str] = {
     "kernel (1-3x) is why no grouped-GEMM efficiency is set from these evaluation rows",
     "inference": "353 measured serving rows came with the scheduler model; 70 are DeepSeek-R1 on "
     "early-2025 engines (vLLM 0.7, SGLang 0.4.2-0.4.3, TRT-LLM 0.17) predicted 2-5x fast (README 'Validation')",
-    "inference ttft": "InferenceMAX means are their first wave's (p99 ~ 0.5 s + 57 ms x C on MI355X): a large "
-    "DeepSeek-R1 prefill runs at ~40% of the modelled rate there and a lone one at ~1/3 on H200 (medians 20-30% "
-    "short, means 45-57%; the moe-kernel rows put fused-MoE layers at 1.5-2x the modelled time at prefill "
-    "sizes); early-2025 engines are 2-3x slower still; GPUStack's single bursts drain 1.2-2x slower",
+    "inference ttft": "InferenceMAX means are their first wave's (p99 ~ 0.5 s + 57 ms x C on MI355X); its "
+    "SGLang rows are ~30% short (AMD's 1k-token rows 50-77%), TensorRT-LLM's 11-25%; NIM's Llama rows at 50-250 "
+    "clients are 2-11x long (its admission is not modelled); early-2025 engines (dstack) 62% short; GPUStack's "
+    "single bursts drain 1.2-2x slower than modelled",
+    "inference prefill": "static prefill passes (SGLang bench_one_batch, DeepSeek-V3/R1): 16 x 512 tokens on H200 "
+    "+7%, one 1000-token prompt -29%/-34% (April 2025), a 128-token one -54% (early 2025); MI300X's day-one "
+    "ROCm path (Jan 2025) and its pre-AITER MoE -60%/-63%, with AITER -23%: early-2025 builds cost more per "
+    "pass than the 36 us per launch measured on late-2025 and 2026 engines",
     "inference tpot": "DeepSeek-R1 rows on early-2025 engines 50-70% fast; GPUStack's single bursts decode "
     "at a pace the model puts ~2x faster while it drains their queue 1.2-2x too fast; NIM's unstated KV "
     "precision (bf16 assumed) halves the slots",
