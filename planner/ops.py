@@ -682,6 +682,14 @@ def routed_expert_ops(moe: Moe, h: float, gated: bool, s: Sharding, p: Precision
     per_expert_tokens = pairs_local / np.maximum(touched, 1e-9)
     expert_weights = (up_width + 1) * h * expert_ffn * p.weight_bytes
     flops = pairs_local * (2.0 * h * expert_ffn * (up_width + 1))
+    # Two grouped GEMMs with the activation kernel between them (Triton's fused_moe: two
+    # invoke_fused_moe_kernel calls around silu_and_mul; CUTLASS and DeepGEMM MoE paths alike);
+    # 8/4-bit math on 16-bit activations quantises each GEMM's input first, as in _gemm.
+    kernels = 3.0
+    cast: Array | float = 0.0
+    if p.compute_bytes < p.act_bytes:
+        kernels = 5.0
+        cast = pairs_local * ((h + expert_ffn) * (p.act_bytes + p.compute_bytes))
     ops.append(
         Op(
             "experts",
@@ -697,6 +705,8 @@ def routed_expert_ops(moe: Moe, h: float, gated: bool, s: Sharding, p: Precision
             k=h,
             groups=touched,
             routed_rows=True,
+            kernels=kernels,
+            cast_bytes=cast,
             extra={"experts_touched": float(np.mean(touched))},
         )
     )

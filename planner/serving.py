@@ -130,11 +130,13 @@ def engine_profile(
 # Host time to dispatch one kernel of the op list (planner.ops counts launches per op) from an
 # eager PyTorch engine: Python, the ATen dispatcher, allocator calls and the launch. Derived from
 # published eager-vs-graphed forward times, each host time divided by the op list's launches for
-# that model (11 per dense decoder layer, 27.8 per DeepSeek-V3 MLA+MoE layer):
-# - SGLang PR #12160: DeepSeek-V3 (61 layers), a 1-token prefill 82.6 ms eager, 23.1 ms with a
-#   prefill CUDA graph; the host's share, 59.5 ms (the two add: see `host_adds_to_prefill`): 35 us;
-# - tokenspeed PR #597: Kimi-K2.6 (DeepSeek-V3's architecture, 61 layers), a 2048-token prefill
-#   123 ms eager, 55 ms graphed ("~GPU compute floor"): 68 ms, 40 us;
+# that model (11 per dense decoder layer; 31.6 per DeepSeek-V3 layer with 8-bit math, whose GEMMs
+# each take an input cast, 21.8 with 16-bit math):
+# - SGLang PR #12160: DeepSeek-V3 (61 layers, FP8), a 1-token prefill 82.6 ms eager, 23.1 ms with
+#   a prefill CUDA graph; the host's share, 59.5 ms (the two add: see `host_adds_to_prefill`): 31 us;
+# - tokenspeed PR #597: Kimi-K2.6 (DeepSeek-V3's architecture, 61 layers; precision not stated), a
+#   2048-token prefill 123 ms eager, 55 ms graphed ("~GPU compute floor"): 68 ms, 35 us with
+#   8-bit math, 51 us with 16-bit;
 # - DeepSpeed PR #8352 (H200): GPT-2 (12 layers) eager forwards 4.67 ms (vLLM) and 4.73 ms
 #   (SGLang) each, GPU time negligible: 35 and 36 us;
 # - sfllm PR #46: Qwen3-4B (36 layers) eager forward 16.4 ms at both 129 and 513 tokens (a host

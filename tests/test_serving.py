@@ -237,12 +237,12 @@ def test_an_eager_prefill_lasts_at_least_its_host_dispatch(catalog: Catalog) -> 
 def test_an_eager_mla_prefill_pays_its_host_dispatch_after_its_gpu_work(catalog: Catalog) -> None:
     """MLA's prefill attention reads device values back in every layer (host_adds_to_prefill), so
     SGLang's eager DeepSeek-V3 pass takes its graphed time plus the host's dispatch: 61 layers of
-    ~27.8 launches at 36 us, ~61 ms on top. A GQA model's host runs ahead: the longer of the two."""
+    ~31.6 launches at 36 us, ~69 ms on top. A GQA model's host runs ahead: the longer of the two."""
     kw = dict(batch=1, input_len=1000, output_len=2, engine="sglang", weight_precision="fp8", catalog=catalog)
     eager = estimate_inference("deepseek-v3", "h200-sxm", 8, tp=8, **kw)
     graphed = estimate_inference("deepseek-v3", "h200-sxm", 8, tp=8, eager_prefill=False, **kw)
     launches = sum(t.op.kernels * t.op.count for t in eager.op_times[0][1])
-    assert 1600 < launches < 1800
+    assert 1850 < launches < 2000
     assert float(eager.prefill_s) == pytest.approx(float(graphed.prefill_s) + launches * 36e-6)
     assert float(eager.ttft_s) == pytest.approx(float(eager.prefill_s))  # a static batch: no front end
     assert eager.engine == "sglang" and graphed.engine is None  # the engine shaped the static answer

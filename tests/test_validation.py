@@ -70,8 +70,10 @@ MISSING_GATE: dict[str, str] = {
     "ML.ENERGY's for Llama-3.1-8B on H100 (chat prompts of unstated length, varied output lengths)",
     "moe-kernel": "fused-MoE layers reach the modelled weight-streaming time at a few hundred tokens but fall "
     "behind as tokens grow (Triton fused_moe on H100 at 4k tokens: 9.5% of the FP8 peak against the dense 70%; "
-    "TensorRT-LLM NVFP4 1.5-2.1x from 1k tokens; vLLM's Feb-2025 kernels 2-4.5x everywhere); the spread by "
-    "kernel (1-3x) is why no grouped-GEMM efficiency is set from these evaluation rows",
+    "TensorRT-LLM NVFP4 1.5-2.1x from 1k tokens; vLLM's Feb-2025 kernels 2-4.5x everywhere) and at 1-4 tokens "
+    "(SGLang/vLLM/FlashInfer tuning tables, 2025-26: 20-45% short, a fixed ~10-30 us per call beyond the "
+    "modelled launches); the spread by kernel (1-3x) is why no grouped-GEMM efficiency is set from these "
+    "evaluation rows",
     "inference": "353 measured serving rows came with the scheduler model; 70 are DeepSeek-R1 on "
     "early-2025 engines (vLLM 0.7, SGLang 0.4.2-0.4.3, TRT-LLM 0.17) predicted 2-5x fast (README 'Validation')",
     "inference ttft": "InferenceMAX means are their first wave's (p99 ~ 0.5 s + 57 ms x C on MI355X); its "
@@ -79,8 +81,8 @@ MISSING_GATE: dict[str, str] = {
     "clients are 2-11x long (its admission is not modelled); early-2025 engines (dstack) 62% short; GPUStack's "
     "single bursts drain 1.2-2x slower than modelled",
     "inference prefill": "static prefill passes (SGLang bench_one_batch, DeepSeek-V3/R1): 16 x 512 tokens on H200 "
-    "+7%, one 1000-token prompt -29%/-34% (April 2025), a 128-token one -54% (early 2025); MI300X's day-one "
-    "ROCm path (Jan 2025) and its pre-AITER MoE -60%/-63%, with AITER -23%: early-2025 builds cost more per "
+    "+17%, one 1000-token prompt -22%/-27% (April 2025), a 128-token one -49% (early 2025); MI300X's day-one "
+    "ROCm path (Jan 2025) and its pre-AITER MoE -56%/-60%, with AITER -17%: early-2025 builds cost more per "
     "pass than the 36 us per launch measured on late-2025 and 2026 engines",
     "inference tpot": "DeepSeek-R1 rows on early-2025 engines 50-70% fast; GPUStack's single bursts decode "
     "at a pace the model puts ~2x faster while it drains their queue 1.2-2x too fast; NIM's unstated KV "
