@@ -178,11 +178,11 @@ def host_adds_to_prefill(attention_kind: str) -> bool:
     up. Published: SGLang PR #4577 (a device-to-host copy in DeepseekV2AttentionMLA leaves bubbles in
     the timeline); FlashInfer's trtllm_ragged_attention_deepseek reads the lengths back with
     .item(), "blocking the host on the whole stream backlog once per layer per prefill forward"
-    (SGLang PR #38502); tokenspeed PR #597 ("varlen attention, data-dependent host scalars"). And
-    measured: eager = graphed + host at 1 token (SGLang PR #12160, 82.6 = 23.1 + 59.5 ms) and at
-    2048 (tokenspeed, 123 = 55 + 68 ms), as TensorRT-LLM 0.21's DeepSeek-R1 TTFT is a ~69 ms
-    intercept plus a per-token slope (issue #5929). For other attention the host runs ahead, and
-    the pass lasts the longer of the two (sfllm PR #46: Qwen3-4B 16.4 ms eager at 129 and 513
+    (SGLang PR #38502); tokenspeed PR #597 ("varlen attention, data-dependent host scalars").
+    TensorRT-LLM 0.21's DeepSeek-R1 TTFT is a ~69 ms intercept plus a per-token slope (issue
+    #5929); the serving rows favour the sum over the longer of the two with the per-launch time
+    that would then follow (43 us): README 'Validation'. For other attention the host runs ahead,
+    and the pass lasts the longer of the two (sfllm PR #46: Qwen3-4B 16.4 ms eager at 129 and 513
     tokens alike)."""
     return attention_kind == "mla"
 
