@@ -338,11 +338,97 @@ def estimate_inference(
             routing,
             power_cap_w,
         )
+    return _aggregated(
+        spec,
+        hardware,
+        cat,
+        p,
+        sp,
+        routing,
+        qs,
+        devices=devices,
+        dp=dp,
+        tp=tp,
+        pp=pp,
+        ep=ep,
+        batch=batch,
+        concurrency=concurrency,
+        input_len=input_len,
+        output_len=output_len,
+        num_prompts=num_prompts,
+        k=_Knobs(
+            power_cap_w=power_cap_w,
+            redundant_experts=redundant_experts,
+            two_batch_overlap=two_batch_overlap,
+            range_ratio=range_ratio,
+            engine=engine,
+            token_budget=token_budget,
+            poll_interval=poll_interval,
+            eager_prefill=eager_prefill,
+            memory_pool=memory_pool,
+            memory_pool_bandwidth=memory_pool_bandwidth,
+            kv_offload=kv_offload,
+            tier_policy=tier_policy,
+            scratchpad_bytes=scratchpad_bytes,
+            attention_kernel=attention_kernel,
+            prefix_hit_rate=prefix_hit_rate,
+            arrival=arrival,
+            speculative=speculative,
+        ),
+    )
+
+
+@dataclass(frozen=True)
+class _Knobs:
+    """estimate_inference's settings that only the aggregated path reads, as given."""
+
+    power_cap_w: float | None
+    redundant_experts: int
+    two_batch_overlap: bool
+    range_ratio: float
+    engine: str
+    token_budget: int | None
+    poll_interval: int
+    eager_prefill: bool | None
+    memory_pool: str | None
+    memory_pool_bandwidth: float | None
+    kv_offload: str | None
+    tier_policy: str
+    scratchpad_bytes: float
+    attention_kernel: str | None
+    prefix_hit_rate: float
+    arrival: str
+    speculative: str | None
+
+
+def _aggregated(
+    spec: ModelSpec,
+    hardware: str,
+    cat: Catalog,
+    p: Precisions,
+    sp: Speculation | None,
+    routing: Routing,
+    qs: tuple[float, ...],
+    *,
+    devices: int | None,
+    dp: int | None,
+    tp: int,
+    pp: int,
+    ep: int,
+    batch: Any,
+    concurrency: Any,
+    input_len: Any,
+    output_len: Any,
+    num_prompts: Any,
+    k: _Knobs,
+) -> InferenceResult:
+    """One replica set serving a static batch or C clients: estimate_inference once its arguments
+    are checked."""
     n, dp_ = _replicas(devices, dp, tp, pp, ep)
-    cluster = resolve_cluster(hardware, n, cat, power_cap_w)
+    cluster = resolve_cluster(hardware, n, cat, k.power_cap_w)
     p = on_units(p, cluster)
-    s = _sharding(spec, cluster, tp, pp, ep, redundant_experts, routing)
-    if two_batch_overlap and (s.ep == 1 or s.pp > 1):
+    s = _sharding(spec, cluster, tp, pp, ep, k.redundant_experts, routing)
+    if k.two_batch_overlap and (s.ep == 1 or s.pp > 1):
         raise InvalidSpecError("--two-batch-overlap needs expert parallelism (--ep > 1) and --pp 1")
     check_sharding(spec, s)
     in_len, out_len, per_replica = np.broadcast_arrays(
@@ -353,22 +439,24 @@ def estimate_inference(
     _within_context(spec, in_len, out_len)
     per_replica = np.maximum(per_replica, 1.0)
     nominal_in, nominal_out = in_len, out_len
-    in_len, out_len = in_len * (1.0 + range_ratio) / 2.0, out_len * (1.0 + range_ratio) / 2.0
+    in_len, out_len = in_len * (1.0 + k.range_ratio) / 2.0, out_len * (1.0 + k.range_ratio) / 2.0
 
     device = cluster.device
     memory = device.main_memory.capacity_bytes
-    profile = engine_profile(engine, memory, token_budget, device.id, poll_interval, eager_prefill, spec.max_seq_len)
+    profile = engine_profile(
+        k.engine, memory, k.token_budget, device.id, k.poll_interval, k.eager_prefill, spec.max_seq_len
+    )
     serving = concurrency is not None
-    pool = None if memory_pool is None else MemoryPool(memory_pool, memory_pool_bandwidth)
-    tiering = (kv_offload, tier_policy, pool, scratchpad_bytes)
+    pool = None if k.memory_pool is None else MemoryPool(k.memory_pool, k.memory_pool_bandwidth)
+    tiering = (k.kv_offload, k.tier_policy, pool, k.scratchpad_bytes)
     mem = _memory(spec, s, p, cluster, cat, sp, profile, in_len, out_len, per_replica, serving, tiering)
 
-    rep = Replica(cluster, spec, s, p, mem.bandwidths, attention_kernel, sp, two_batch_overlap)
+    rep = Replica(cluster, spec, s, p, mem.bandwidths, k.attention_kernel, sp, k.two_batch_overlap)
     active = np.maximum(mem.running, 1.0)
-    hits = _Hits(spec, s, p, mem.tiers, kv_offload, prefix_hit_rate, in_len, out_len)
+    hits = _Hits(spec, s, p, mem.tiers, k.kv_offload, k.prefix_hit_rate, in_len, out_len)
     fits, reason = _admits(mem, serving)
     if serving:
-        load = _Load(arrival, per_replica, dp_, num_prompts, qs, staggered=range_ratio < 1.0)
+        load = _Load(k.arrival, per_replica, dp_, num_prompts, qs, staggered=k.range_ratio < 1.0)
         served = _serving(rep, profile, load, active, in_len, out_len, hits.new_len)
     else:
         served = _static(rep, profile, hits, active, per_replica, in_len, out_len, len(qs))
@@ -406,18 +494,18 @@ def estimate_inference(
         **mem.fields(dp_),
         fits=fits,
         fit_reason=reason,
-        attention_kernel=cluster.perf.attention_kernel(attention_kernel).name,
+        attention_kernel=cluster.perf.attention_kernel(k.attention_kernel).name,
         prefill_utilization=None if rho is None else scalar_or_array(rho),
         **_percentile_fields(pcts),
-        speculative=speculative,
+        speculative=k.speculative,
         tokens_per_step=rep.tokens_per_step,
         matmul_precision=p.compute,
-        engine=engine if serving or profile.eager_prefill else None,  # a static batch: where it set the floor
-        arrival=arrival if mode == "serving" else None,
+        engine=k.engine if serving or profile.eager_prefill else None,  # a static batch: where it set the floor
+        arrival=k.arrival if mode == "serving" else None,
         expert_load_max_over_mean=s.expert_imbalance if spec.moe is not None else None,
-        power_cap_w=power_cap_w,
-        device_power=device_power(cluster.device, cluster.perf.clock_scale, power_cap_w),
-        memory_pool=memory_pool,
+        power_cap_w=k.power_cap_w,
+        device_power=device_power(cluster.device, cluster.perf.clock_scale, k.power_cap_w),
+        memory_pool=k.memory_pool,
         **hits.fields(),
     )
 
