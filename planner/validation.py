@@ -378,8 +378,8 @@ def _inference(cfg: dict[str, Any], metric: str, row: dict[str, Any], catalog: C
     statistic = str(cfg.get("statistic") or "mean")
     if metric == "ttft_s" and statistic not in _TTFT_FIELDS:
         raise NotEvaluable(f"TTFT statistic '{statistic}' is not modelled")
-    if metric == "prefill_latency_s" and not cfg.get("batch"):
-        raise NotEvaluable("a prefill latency is one static batch's forward pass: give `batch`")
+    if metric in ("prefill_latency_s", "decode_step_s") and not cfg.get("batch"):
+        raise NotEvaluable(f"{metric} is one static batch's pass: give `batch`")
     if metric == "tpot_s" and statistic != "mean":
         raise NotEvaluable(f"TPOT statistic '{statistic}' is not modelled (the mean is)")
     values = {
@@ -390,6 +390,7 @@ def _inference(cfg: dict[str, Any], metric: str, row: dict[str, Any], catalog: C
         "tpot_s": float(r.tpot_s),
         "ttft_s": float(getattr(r, _TTFT_FIELDS.get(statistic, "ttft_s"))),
         "prefill_latency_s": float(r.ttft_s),  # a static batch's TTFT is its prefill pass
+        "decode_step_s": float(r.tpot_s),  # a static batch's step at mid-output (a median step's context)
         "avg_power_w": float(r.avg_power_w),  # per device
         "energy_j_per_token": float(r.energy_j_per_token),
     }
@@ -527,6 +528,7 @@ SERVING_METRICS = {
     "inference ttft": ("inference", ("ttft_s",)),
     "inference tpot": ("inference", ("tpot_s",)),
     "inference prefill": ("inference", ("prefill_latency_s",)),
+    "inference decode": ("inference", ("decode_step_s",)),
     "memory peak": ("memory", ("peak_memory_bytes",)),
     "memory fit": ("memory", ("fits",)),
 }
