@@ -236,7 +236,14 @@ def _sglang(memory_bytes: float, device_id: str) -> EngineProfile:
     # Admission reserves the prompt plus an estimate of new tokens (new_token_ratio), decaying from
     # conservative towards the observed lengths; blocks are taken as tokens arrive.
     # CUDA graphs are captured for decode batches only (cuda_graph_runner.py, can_run: forward mode
-    # decode or idle); extend/prefill batches run eagerly unless --enable-piecewise-cuda-graph.
+    # decode or idle); extend/prefill batches run eagerly unless --enable-piecewise-cuda-graph,
+    # opt-in through v0.5.9 (server_args.py: enable_piecewise_cuda_graph = False). From v0.5.10
+    # (PyPI 2026-04-05, PR #16331) piecewise graphs are on by default for prefills of up to 2048
+    # tokens on MLA models (chunked_prefill_size on others) on CUDA, and off on ROCm, with DP
+    # attention, an all-to-all MoE backend, speculative decoding (to 0.5.10), PD disaggregation
+    # or the flashinfer_trtllm MoE runner (DeepSeek on B200): pass eager_prefill=False where the
+    # prefill iterations stay within that size.
+    # The default here stays the eager one that every measured SGLang row (<= 0.5.9) ran.
     return EngineProfile(
         "sglang",
         budget,

@@ -82,8 +82,11 @@ MISSING_GATE: dict[str, str] = {
     "single bursts drain 1.2-2x slower than modelled",
     "inference prefill": "static prefill passes (SGLang bench_one_batch, DeepSeek-V3/R1): 16 x 512 tokens on H200 "
     "+17%, one 1000-token prompt -22%/-27% (April 2025), a 128-token one -49% (early 2025); MI300X's day-one "
-    "ROCm path (Jan 2025) and its pre-AITER MoE -56%/-60%, with AITER -17%: early-2025 builds cost more per "
-    "pass than the 36 us per launch measured on late-2025 and 2026 engines",
+    "ROCm path (Jan 2025) and its pre-AITER MoE -56%/-60%, with AITER -17%, a 2024 ROCm build of Llama-3-8B "
+    "-22%: early-2025 builds cost more per pass than the 36 us per launch measured on late-2025 and 2026 engines",
+    "inference decode": "static decode steps (SGLang bench_one_batch): DeepSeek-V3.1 on 8 x H200 (Dec 2025) within 2%, "
+    "but early-2025 DeepSeek builds take 17-21 ms a step at batch 1 on H200 where the model gives 8 ms, 2.5-2.9x "
+    "on MI300X (Jan-Feb 2025), and a 2024 ROCm build of Llama-3-8B 40% more: the model has no per-release factor",
     "inference tpot": "DeepSeek-R1 rows on early-2025 engines 50-70% fast; GPUStack's single bursts decode "
     "at a pace the model puts ~2x faster while it drains their queue 1.2-2x too fast; NIM's unstated KV "
     "precision (bf16 assumed) halves the slots",
