@@ -754,11 +754,20 @@ class _Hits:
 def _sharding(
     spec: ModelSpec, cluster: Cluster, tp: int, pp: int, ep: int, redundant_experts: int, routing: Routing
 ) -> Sharding:
-    """One replica's sharding, EP domains and the busiest EP rank's load included."""
+    """One replica's sharding, EP domains and the busiest EP rank's load included: as given, or,
+    with nothing given, uniform routing's busiest rank (ops.routed_expert_ops)."""
     experts = spec.moe.experts if spec.moe is not None else None
     hot = routing.ratio(experts, ep, (experts or 0) + redundant_experts)
     domains = -(-ep // cluster.domain_size)
-    return Sharding(tp=tp, pp=pp, ep=ep, redundant_experts=redundant_experts, ep_domains=domains, expert_imbalance=hot)
+    return Sharding(
+        tp=tp,
+        pp=pp,
+        ep=ep,
+        redundant_experts=redundant_experts,
+        ep_domains=domains,
+        expert_imbalance=hot,
+        busiest_ep_rank=not routing.given,
+    )
 
 
 def _plain(x: Any) -> Any:

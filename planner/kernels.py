@@ -191,7 +191,7 @@ def estimate_moe_layer(
             f"ep={ep} must divide {shape.name}'s {moe.experts} experts and expert_tp={expert_tp} "
             f"its expert width {moe.expert_ffn_size}"
         )
-    s = Sharding(tp=expert_tp) if ep == 1 else Sharding(ep=ep)
+    s = Sharding(tp=expert_tp) if ep == 1 else Sharding(ep=ep, busiest_ep_rank=False)  # one rank's shard
     cluster = resolve_cluster(hardware, 1, cat)
     p = on_units(Precisions(weight_precision, activation_precision, unit=matmul_precision), cluster)
     routed = routed_expert_ops(moe, shape.hidden_size, shape.gated, s, p, t / ep, 1.0)

@@ -11,14 +11,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from hardware_db.errors import InvalidSpecError
-from planner.catalog import Catalog
+from planner.catalog import Catalog, resolve_model
 from planner.cluster import DevicePerf, resolve_cluster
 from planner.collectives import achieved_bandwidth, collective_time
 from planner.evaluate import op_time
 from planner.inference import estimate_inference
 from planner.kernels import MoeShape, estimate_gemm, estimate_grouped_gemm, estimate_moe_layer
 from planner.memory import weight_bytes_per_device
-from planner.ops import Op, Precisions, Sharding, changed, phase_ops
+from planner.ops import Op, Precisions, Sharding, changed, phase_ops, routed_expert_ops
 from planner.roofline import expected_row_tiles, gemm_shape_efficiency
 from planner.training import estimate_training
 
@@ -528,3 +528,38 @@ def test_changed_is_dataclasses_replace(field: str, value: object) -> None:
     assert changed(op, **{field: value}) == replace(op, **{field: value})
     with pytest.raises(TypeError):
         changed(op, no_such_field=1)
+
+
+def test_uniform_routing_still_waits_for_the_busiest_ep_rank(catalog: Catalog) -> None:
+    """DeepSeek-V3 decode at 4 tokens per rank over TP8 x EP8: the group's 256 routed pairs land on
+    8 ranks at random, a binomial count of mean 32 and variance 256 x (7/8) / 8 = 28 per rank; the
+    busiest of 8 normals sits 1.434 sd above the mean (Blom), so 32 + 1.434 x 5.29 = 39.6 pairs,
+    1.237x. Each rank's 32 experts are touched with probability 1 - (1 - 8/256)^32 = 0.638 (20.4 of
+    them, variance 20.4 x 0.362): the busiest touches 24.3, 1.19x the weights. A single-device
+    kernel benchmark of one shard times a typical rank instead."""
+    moe = resolve_model("deepseek-v3", catalog).moe
+    p = Precisions("fp8", "bf16")
+    t = np.asarray(32.0)  # tokens entering the layer on one rank before the TP split (4 per rank)
+
+    def experts(busiest: bool) -> Op:
+        s = Sharding(tp=8, ep=8, busiest_ep_rank=busiest)
+        return next(op for op in routed_expert_ops(moe, 7168, True, s, p, t, 1.0) if op.name == "experts")
+
+    busy, typical = experts(True), experts(False)
+    share = 1 - (1 - 8 / 256) ** 32
+    touched = 32 * share
+    assert float(typical.weight_bytes) == pytest.approx(touched * 3 * 7168 * 2048)
+    assert float(busy.flops) / float(typical.flops) == pytest.approx((32 + 1.434 * math.sqrt(28)) / 32, rel=1e-3)
+    busiest_touched = touched + 1.434 * math.sqrt(touched * (1 - share))
+    assert float(busy.weight_bytes) / float(typical.weight_bytes) == pytest.approx(busiest_touched / touched, rel=1e-3)
+    # the excess fades as tokens grow: prefill's thousands leave the ranks within a few percent
+    ratios = []
+    for tokens in (8.0, 64.0, 512.0, 8192.0, 65536.0):
+        s = Sharding(tp=8, ep=8)
+        op = next(o for o in routed_expert_ops(moe, 7168, True, s, p, np.asarray(tokens), 1.0) if o.name == "experts")
+        mean = Sharding(tp=8, ep=8, busiest_ep_rank=False)
+        ref = next(
+            o for o in routed_expert_ops(moe, 7168, True, mean, p, np.asarray(tokens), 1.0) if o.name == "experts"
+        )
+        ratios.append(float(op.flops) / float(ref.flops))
+    assert all(r >= 1.0 for r in ratios) and ratios == sorted(ratios, reverse=True) and ratios[-1] < 1.02

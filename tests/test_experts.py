@@ -191,12 +191,17 @@ def test_imbalance_ratio_from_loads_by_hand():
 
 def test_engine_takes_the_busiest_rank():
     kw = dict(devices=32, dp=32, ep=32, batch=32, input_len=2048, output_len=1, weight_precision="fp8")
-    even = planner.estimate_inference("deepseek-v3", "h200-sxm", **kw)
+    even = planner.estimate_inference("deepseek-v3", "h200-sxm", expert_imbalance=1.0, **kw)
     hot = planner.estimate_inference("deepseek-v3", "h200-sxm", expert_imbalance=2.0, **kw)
     assert even.expert_load_max_over_mean == 1.0 and hot.expert_load_max_over_mean == 2.0
+    # nothing given: uniform routing's busiest of 32 ranks, a binomial spread that 2048 tokens a rank
+    # (16,384 pairs) leave at 1 + 2.07 x sqrt(31/32 / 16384) = 1.016x the balanced rank's GEMMs
+    default = planner.estimate_inference("deepseek-v3", "h200-sxm", **kw)
+    experts_default = {r.op: r for r in default.ops if r.phase == "prefill"}["experts"]
     experts = {r.op: r for r in even.ops if r.phase == "prefill"}["experts"]
     experts_hot = {r.op: r for r in hot.ops if r.phase == "prefill"}["experts"]
     assert experts_hot.flops == pytest.approx(2.0 * experts.flops)  # twice the routed tokens' GEMMs
+    assert experts_default.flops / experts.flops == pytest.approx(1.0 + 2.07 * (31 / 32 / 16384) ** 0.5, rel=2e-3)
     assert hot.moe_s["prefill"] > 1.5 * even.moe_s["prefill"]
     assert hot.prefill_s > even.prefill_s
     t = planner.estimate_training("deepseek-v3", "h200-sxm", 256, pp=8, ep=32, global_batch=256, expert_imbalance=1.5)
