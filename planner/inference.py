@@ -126,7 +126,9 @@ class InferenceResult(WithOps):
     speculative: str | None = None  # the drafter, when decoding speculatively
     tokens_per_step: float = 1.0  # tokens one decode step yields (speculative: (1 - a^(k+1)) / (1 - a))
     kv_link: str | None = None  # disaggregated: the link the KV cache crosses between the pools
-    expert_load_max_over_mean: float | None = None  # MoE: the busiest EP rank's routed tokens over the mean
+    # MoE: the busiest EP rank's routed tokens over the mean, from the loads or imbalance given (1.0 when
+    # none is: uniform routing's random busiest rank is then added per pass, ops.routed_expert_ops)
+    expert_load_max_over_mean: float | None = None
     power_cap_w: float | None = None  # the board power cap the estimate ran under, if any
     # planner.tiers: {tier: {tensor class: bytes per device}} (the mean over a sweep's scenarios)
     tier_placement_bytes: dict[str, dict[str, float]] = field(default_factory=dict)
@@ -991,7 +993,9 @@ def _disaggregated(
     r_p, r_d = n_p // ptp, n_d // decode_group
     experts = spec.moe.experts if spec.moe is not None else None
     ep_p = min(ep, ptp)
-    s_p = Sharding(tp=ptp, ep=ep_p, expert_imbalance=routing.ratio(experts, ep_p, placed=False))
+    s_p = Sharding(
+        tp=ptp, ep=ep_p, expert_imbalance=routing.ratio(experts, ep_p, placed=False), busiest_ep_rank=not routing.given
+    )
     s_d = _sharding(spec, cluster_d, tp, pp, ep, redundant_experts, routing)
     check_sharding(spec, s_p)
     check_sharding(spec, s_d)

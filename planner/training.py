@@ -498,7 +498,9 @@ def estimate_training(
     domains = -(-(ep * tp * cp) // cluster.domain_size) if ep > 1 else 1
     routing = Routing(expert_imbalance, expert_loads, expert_placement)
     hot = routing.ratio(spec.moe.experts if spec.moe is not None else None, ep)
-    s = Sharding(tp=tp, ep=ep, cp=cp, pp=pp, sp=sp, ep_domains=domains, expert_imbalance=hot)
+    s = Sharding(
+        tp=tp, ep=ep, cp=cp, pp=pp, sp=sp, ep_domains=domains, expert_imbalance=hot, busiest_ep_rank=not routing.given
+    )
     check_sharding(spec, s)
     if pp == 1 and np.any(v > 1):
         raise InvalidSpecError(f"--virtual-stages ({virtual_stages}) needs pipeline parallelism (--pp > 1)")
