@@ -508,35 +508,28 @@ def estimate_training(
     b, B, S, m = _batches(micro_batch, global_batch, seq_len, cp, dp_)
     _check_unit(cluster, p, precision)
 
-    # forward ops of one micro-batch on the first and the last stage; the slower one paces the pipe
-    stage_times = []
-    for stage in sorted({0, pp - 1}):
-        ops = phase_ops(spec, s, p, b, S, "forward", stage=stage, attention_kernel=attention_kernel)
-        stage_times.append(pass_times(cluster, ops, p.compute))
-    t_mb, fwd, bwd, rec, tp_c, ep_c, cp_exposed, moe = _micro_batch(stage_times, rc, tp, tp_overlap)
-
-    bubble = (pp - 1) / v * t_mb
-    p2p = _p2p_s(cluster, spec, s, b, S, p)
-    pp_comm = 2 * (pp - 1) * v * p2p if pp > 1 else np.zeros(1)
-
-    weights_local = weight_bytes_per_device(spec, s, Precisions("bf16"))
-    params_local = weights_local / 2.0
-    # gradients are summed, and ZeRO / the distributed optimizer shards, over the data-parallel
-    # ranks and the context-parallel ranks together: both hold the same weights (Megatron-core's
-    # data-parallel group "with context parallel"; torchtitan folds CP into the FSDP mesh)
-    replicas = dp_ * cp
-    dp_exposed, ag_exposed = _dp_comm(cluster, s, replicas, z, params_local, bwd, fwd, m, dp_overlap)
-    sharded = np.where(z >= 1, replicas, 1)
-    optimizer_s = params_local / sharded * OPTIMIZER_TRAFFIC_BYTES_PER_PARAM / cluster.perf.memory_bandwidth_bytes_per_s
     off = parse_offload(offload)
-    host_step = None
-    if off is not None:
-        host = host_memory(cluster, cat, cxl_cards, cxl_device, host_dram_bytes)
-        host_step = offload_step(off, offload_policy, host, params_local / sharded, m, fwd, bwd, offload_dpu)
-        optimizer_s = np.zeros_like(optimizer_s)
-    offload_s = host_step.offload_s if host_step is not None else 0.0
-
-    step = m * t_mb + bubble + pp_comm + dp_exposed + ag_exposed + optimizer_s + offload_s
+    st = _step(
+        cluster,
+        spec,
+        s,
+        p,
+        b,
+        S,
+        m,
+        v,
+        rc,
+        z,
+        dp_ * cp,
+        attention_kernel=attention_kernel,
+        tp_overlap=tp_overlap,
+        dp_overlap=dp_overlap,
+        off=off,
+        offload_policy=offload_policy,
+        host=None if off is None else host_memory(cluster, cat, cxl_cards, cxl_device, host_dram_bytes),
+        offload_dpu=offload_dpu,
+    )
+    stage_times, host_step, step = st.stage_times, st.host_step, st.step
     tokens = B * S
     tokens_per_s = tokens / step
     peak = cluster.perf.peak_flops(p.compute)
@@ -546,7 +539,7 @@ def estimate_training(
 
     frame = (framework, first_stage_layers)  # whose conventions the memory follows (planner.framework_memory)
     w_bytes, grad_bytes, opt_bytes, act, total, reserved, cap, fits, reason = _memory(
-        spec, s, p, cluster, b, S, z, replicas, weights_local, rc, v, m, attention_kernel, off is not None, *frame
+        spec, s, p, cluster, b, S, z, dp_ * cp, st.weights_local, rc, v, m, attention_kernel, off is not None, *frame
     )
     if host_step is not None:
         fits, reason = _host_fits(fits, reason, host_step.fits, host_step.reason)
@@ -578,31 +571,121 @@ def estimate_training(
         fits=sc(fits),
         fit_reason=reason_per_scenario(fits, reason),
         attention_kernel=cluster.perf.attention_kernel(attention_kernel).name,
-        compute_s=sc(m * (fwd + bwd)),
-        recompute_s=sc(m * rec),
-        tp_comm_s=sc(m * tp_c),
-        ep_comm_s=sc(m * ep_c),
-        cp_comm_exposed_s=sc(m * cp_exposed),
-        pp_bubble_s=sc(bubble),
-        pp_comm_s=sc(pp_comm),
-        dp_comm_exposed_s=sc(dp_exposed + ag_exposed),
-        optimizer_s=sc(optimizer_s),
+        compute_s=sc(m * (st.fwd + st.bwd)),
+        recompute_s=sc(m * st.rec),
+        tp_comm_s=sc(m * st.tp_c),
+        ep_comm_s=sc(m * st.ep_c),
+        cp_comm_exposed_s=sc(m * st.cp_exposed),
+        pp_bubble_s=sc(st.bubble),
+        pp_comm_s=sc(st.pp_comm),
+        dp_comm_exposed_s=sc(st.dp_exposed + st.ag_exposed),
+        optimizer_s=sc(st.optimizer_s),
         weights_bytes=sc(w_bytes),
         gradients_bytes=sc(grad_bytes),
         optimizer_bytes=sc(opt_bytes),
         activations_bytes=sc(act),
-        forward_per_microbatch_s=sc(fwd + (tp_c + ep_c + cp_exposed) / 2),
-        backward_per_microbatch_s=sc(bwd + rec + (tp_c + ep_c + cp_exposed) / 2),
+        forward_per_microbatch_s=sc(st.fwd + (st.tp_c + st.ep_c + st.cp_exposed) / 2),
+        backward_per_microbatch_s=sc(st.bwd + st.rec + (st.tp_c + st.ep_c + st.cp_exposed) / 2),
         capacity_bytes=cap,
         memory_reserved_bytes=sc(reserved),
         framework=framework,
-        moe_s=sc(m * moe) if spec.moe is not None else None,
+        moe_s=sc(m * st.moe) if spec.moe is not None else None,
         expert_load_max_over_mean=hot if spec.moe is not None else None,
         power_cap_w=power_cap_w,
         **_offload_fields(off, offload_policy, host_step),
         tier_placement_bytes=_tier_placement(cluster, w_bytes, grad_bytes, opt_bytes, act, host_step=host_step),
         device_power=device_power(cluster.device, cluster.perf.clock_scale, power_cap_w),
         op_times=(("forward", stage_times[0]),),
+    )
+
+
+@dataclass(frozen=True)
+class _Step:
+    """One training step's time and its parts (per step unless named per micro-batch)."""
+
+    stage_times: list[list[OpTime]]  # the first and the last pipeline stage's forward ops
+    fwd: Any  # per micro-batch: forward and backward compute, recompute, exposed TP/EP/CP comm
+    bwd: Any
+    rec: Any
+    tp_c: Any
+    ep_c: Any
+    cp_exposed: Any
+    moe: Any
+    bubble: Any
+    pp_comm: Any
+    dp_exposed: Any  # the gradient reduction and the ZeRO-3 gathers left exposed
+    ag_exposed: Any
+    optimizer_s: Any
+    weights_local: Any  # bf16 weight bytes on one device
+    host_step: Any  # planner.offload's step, or None
+    step: Any
+
+
+def _step(
+    cluster: Cluster,
+    spec: ModelSpec,
+    s: Sharding,
+    p: Precisions,
+    b: Any,
+    S: Any,
+    m: Any,
+    v: Any,
+    rc: Any,
+    z: Any,
+    replicas: Any,
+    *,
+    attention_kernel: str | None,
+    tp_overlap: Any,
+    dp_overlap: Any,
+    off: Any,
+    offload_policy: str,
+    host: Any,
+    offload_dpu: bool,
+) -> _Step:
+    """The step: m micro-batches through the slower of the first and last stage, the pipeline's
+    bubble and hand-offs, the exposed data-parallel traffic, and the optimizer (or its offload).
+    Gradients are summed, and ZeRO / the distributed optimizer shards, over `replicas`: the
+    data-parallel and context-parallel ranks together, which hold the same weights (Megatron-core's
+    data-parallel group "with context parallel"; torchtitan folds CP into the FSDP mesh)."""
+    pp = s.pp
+    stage_times = []
+    for stage in sorted({0, pp - 1}):
+        ops = phase_ops(spec, s, p, b, S, "forward", stage=stage, attention_kernel=attention_kernel)
+        stage_times.append(pass_times(cluster, ops, p.compute))
+    t_mb, fwd, bwd, rec, tp_c, ep_c, cp_exposed, moe = _micro_batch(stage_times, rc, s.tp, tp_overlap)
+
+    bubble = (pp - 1) / v * t_mb
+    p2p = _p2p_s(cluster, spec, s, b, S, p)
+    pp_comm = 2 * (pp - 1) * v * p2p if pp > 1 else np.zeros(1)
+
+    weights_local = weight_bytes_per_device(spec, s, Precisions("bf16"))
+    params_local = weights_local / 2.0
+    dp_exposed, ag_exposed = _dp_comm(cluster, s, replicas, z, params_local, bwd, fwd, m, dp_overlap)
+    sharded = np.where(z >= 1, replicas, 1)
+    optimizer_s = params_local / sharded * OPTIMIZER_TRAFFIC_BYTES_PER_PARAM / cluster.perf.memory_bandwidth_bytes_per_s
+    host_step = None
+    if off is not None:
+        host_step = offload_step(off, offload_policy, host, params_local / sharded, m, fwd, bwd, offload_dpu)
+        optimizer_s = np.zeros_like(optimizer_s)
+    offload_s = host_step.offload_s if host_step is not None else 0.0
+    step = m * t_mb + bubble + pp_comm + dp_exposed + ag_exposed + optimizer_s + offload_s
+    return _Step(
+        stage_times,
+        fwd,
+        bwd,
+        rec,
+        tp_c,
+        ep_c,
+        cp_exposed,
+        moe,
+        bubble,
+        pp_comm,
+        dp_exposed,
+        ag_exposed,
+        optimizer_s,
+        weights_local,
+        host_step,
+        step,
     )
 
 
