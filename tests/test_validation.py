@@ -77,9 +77,10 @@ MISSING_GATE: dict[str, str] = {
     "inference": "353 measured serving rows came with the scheduler model; 70 are DeepSeek-R1 on "
     "early-2025 engines (vLLM 0.7, SGLang 0.4.2-0.4.3, TRT-LLM 0.17) predicted 2-5x fast (README 'Validation')",
     "inference ttft": "InferenceMAX's medians are unbiased (20.8%, signed -0.3%, 69 rows) but its means are 23% short "
-    "and its p99s 42%: the first wave's large prefill batches run ~2x slower than modelled (fused-MoE kernels fall "
-    "behind from ~1k tokens, the moe-kernel rows say); NIM's Llama rows at 50-250 clients are 2-11x long (its "
-    "admission is not modelled); early-2025 engines (dstack) 60% short; GPUStack's single bursts drain 1.2-2x slower",
+    "and its p99s 42%: at 4-8 clients p99s of 1-4 s are cold starts in a run's first requests, at 32-128 clients "
+    "large prefill batches run ~1.5-2x slower than modelled (fused-MoE kernels fall behind from ~1k tokens); NIM's "
+    "Llama rows at 50-250 clients are 2-11x long (its admission is not modelled); early-2025 engines (dstack) 60% "
+    "short; GPUStack's single bursts drain 1.2-2x slower",
     "inference prefill": "static prefill passes (SGLang bench_one_batch, DeepSeek-V3/R1): 16 x 512 tokens on H200 "
     "+17%, one 1000-token prompt -22%/-27% (April 2025), a 128-token one -49% (early 2025); MI300X's day-one "
     "ROCm path (Jan 2025) and its pre-AITER MoE -56%/-60%, with AITER -17%, a 2024 ROCm build of Llama-3-8B "
