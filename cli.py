@@ -392,6 +392,13 @@ def estimate_inference_cmd(
             help="Prompt iterations without CUDA graphs (host-bound floor); default: the engine's own.",
         ),
     ] = None,
+    eager_decode: Annotated[
+        bool | None,
+        typer.Option(
+            "--eager-decode/--graphed-decode",
+            help="Decode steps without CUDA graphs too (TRT-LLM PyTorch before mid-2025); default: graphed.",
+        ),
+    ] = None,
     speculative: SpeculativeOpt = None,
     draft_tokens: DraftTokensOpt = 0,
     acceptance: AcceptanceOpt = None,
@@ -465,6 +472,7 @@ def estimate_inference_cmd(
         range_ratio=range_ratio,
         poll_interval=poll_interval,
         eager_prefill=eager_prefill,
+        eager_decode=eager_decode,
         speculative=speculative,
         draft_tokens=draft_tokens,
         acceptance=acceptance,

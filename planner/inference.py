@@ -248,6 +248,7 @@ def estimate_inference(
     range_ratio: float = 1.0,
     poll_interval: int = 1,
     eager_prefill: bool | None = None,
+    eager_decode: bool | None = None,
     matmul_precision: str | None = None,
 ) -> InferenceResult:
     """Estimate one inference configuration. `batch` (static) or `concurrency` (serving); lengths,
@@ -285,7 +286,9 @@ def estimate_inference(
     iterations between the scheduler's admissions of new prompts (SGLang --scheduler-recv-interval,
     TensorRT-LLM batch_wait_timeout_iters + 1);
     `eager_prefill` whether prompt-carrying iterations run without CUDA graphs, at least their
-    kernels' host dispatch time (None: the engine's default: SGLang and TensorRT-LLM yes, vLLM V1 no).
+    kernels' host dispatch time (None: the engine's default: SGLang and TensorRT-LLM yes, vLLM V1 no);
+    `eager_decode` whether decode steps do too (no CUDA graphs at all; None: no, as every engine's
+    current default: TensorRT-LLM's PyTorch backend before July 2025 ran them eagerly).
     `matmul_precision`: the GEMMs' math precision where the kernels differ from the W8A8-style
     default of 8/4-bit float weights (e.g. "bf16" for vLLM's MXFP4 MoE, which takes bf16
     activations: W4A16)."""
@@ -367,6 +370,7 @@ def estimate_inference(
             token_budget=token_budget,
             poll_interval=poll_interval,
             eager_prefill=eager_prefill,
+            eager_decode=eager_decode,
             memory_pool=memory_pool,
             memory_pool_bandwidth=memory_pool_bandwidth,
             kv_offload=kv_offload,
@@ -392,6 +396,7 @@ class _Knobs:
     token_budget: int | None
     poll_interval: int
     eager_prefill: bool | None
+    eager_decode: bool | None
     memory_pool: str | None
     memory_pool_bandwidth: float | None
     kv_offload: str | None
@@ -446,7 +451,7 @@ def _aggregated(
     device = cluster.device
     memory = device.main_memory.capacity_bytes
     profile = engine_profile(
-        k.engine, memory, k.token_budget, device.id, k.poll_interval, k.eager_prefill, spec.max_seq_len
+        k.engine, memory, k.token_budget, device.id, k.poll_interval, k.eager_prefill, spec.max_seq_len, k.eager_decode
     )
     serving = concurrency is not None
     pool = None if k.memory_pool is None else MemoryPool(k.memory_pool, k.memory_pool_bandwidth)
@@ -502,7 +507,8 @@ def _aggregated(
         speculative=k.speculative,
         tokens_per_step=rep.tokens_per_step,
         matmul_precision=p.compute,
-        engine=k.engine if serving or profile.eager_prefill else None,  # a static batch: where it set the floor
+        # a static batch: where the engine set a host floor
+        engine=k.engine if serving or profile.eager_prefill or profile.eager_decode else None,
         arrival=k.arrival if mode == "serving" else None,
         expert_load_max_over_mean=s.expert_imbalance if spec.moe is not None else None,
         power_cap_w=k.power_cap_w,
@@ -524,13 +530,17 @@ def _replicas(devices: int | None, dp: int | None, tp: int, pp: int, ep: int) ->
     return n, dp_
 
 
-def _eager(tau: Array, times: list[OpTime], profile: EngineProfile, rep: Replica) -> Array:
-    """A prompt-carrying pass where the engine runs it eagerly: the host dispatches one pipeline
-    stage's kernels (planner.serving.host_floor_s), after its GPU work where the attention reads
-    device values back in every layer, else under it (host_adds_to_prefill)."""
+def _eager(tau: Array, times: list[OpTime], profile: EngineProfile, rep: Replica, decode_only: bool = False) -> Array:
+    """A pass where the engine runs it eagerly: the host dispatches one pipeline stage's kernels
+    (planner.serving.host_floor_s). A prompt-carrying pass takes it after its GPU work where the
+    attention reads device values back in every layer, else under it (host_adds_to_prefill); a
+    decode step's attention metadata is built before the pass, so its host runs ahead of the GPU
+    and the step lasts the longer of the two."""
     launches = sum((t.op.kernels * t.op.count for t in times), np.zeros(())) / rep.s.pp
-    host_s = host_floor_s(profile, launches)
-    return tau + host_s if host_adds_to_prefill(rep.spec.attention.kind) else np.maximum(tau, host_s)
+    host_s = host_floor_s(profile, launches, decode_only)
+    if not decode_only and host_adds_to_prefill(rep.spec.attention.kind):
+        return tau + host_s
+    return np.maximum(tau, host_s)
 
 
 def _static(
@@ -550,6 +560,7 @@ def _static(
     prefill_s, prefill_times = hits.prefill(rep, per_replica)
     prefill_s = _eager(prefill_s, prefill_times, profile, rep)
     decode_s, decode_times = rep.decode(active, in_len, in_len + out_len / 2.0)
+    decode_s = _eager(decode_s, decode_times, profile, rep, decode_only=True)
     pcts = (prefill_s,) * quantiles
     return prefill_s, decode_s, prefill_s, decode_s, None, pcts, prefill_times, decode_times, 0.0
 
@@ -586,7 +597,7 @@ def _serving(
     work = in_len if new_len is None else new_len
     decodes, tokens = iteration_shapes(profile, active, work)
     tau, times = rep.iterations(decodes, tokens, in_len[..., None], context_mid[..., None])
-    tau = np.where(tokens > 0, _eager(tau, times, profile, rep), tau)
+    tau = np.where(tokens > 0, _eager(tau, times, profile, rep), _eager(tau, times, profile, rep, decode_only=True))
     # with speculation each decode iteration advances a request by E tokens
     per_step = rep.tokens_per_step
     clients = load.per_replica * load.dp

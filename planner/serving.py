@@ -87,6 +87,10 @@ class EngineProfile:
     # prompt-carrying iterations run eagerly (kernels issued one by one from Python; decode-only
     # ones replay CUDA graphs): such an iteration lasts at least its host dispatch time
     eager_prefill: bool = False
+    # decode-only iterations run eagerly too (no CUDA graphs at all: TensorRT-LLM's PyTorch backend
+    # before July 2025, PyTorchConfig use_cuda_graph False unless set): such a step lasts at least
+    # its host dispatch time
+    eager_decode: bool = False
     # decode iterations between the scheduler's admissions of new requests: SGLang's
     # --scheduler-recv-interval (SchedulerRecvSkipper: a decode step counts 1 toward it, a prefill
     # 1000, so it polls at once after one), TensorRT-LLM's batch_wait_timeout_iters + 1; else 1
@@ -104,11 +108,13 @@ def engine_profile(
     poll_steps: int = 1,
     eager_prefill: bool | None = None,
     max_model_len: int = 0,
+    eager_decode: bool | None = None,
 ) -> EngineProfile:
     """The engine's default scheduler on a device with that much memory; `token_budget` overrides
     the budget (vLLM --max-num-batched-tokens, SGLang --chunked-prefill-size, TRT-LLM max_num_tokens),
     `poll_steps` the decode iterations between its looks for new requests, `eager_prefill` whether
-    prompt-carrying iterations run without CUDA graphs (None: the engine's default; EngineProfile);
+    prompt-carrying iterations run without CUDA graphs (None: the engine's default; EngineProfile),
+    `eager_decode` whether decode-only ones do too (None: no engine's current default);
     `max_model_len` the longest sequence served (vLLM V0 sizes its budget from it)."""
     if engine not in ENGINES:
         raise InvalidSpecError(f"unknown serving engine '{engine}' (allowed: {', '.join(ENGINES)})")
@@ -124,6 +130,8 @@ def engine_profile(
         profile = replace(profile, token_budget=int(token_budget), source="user-given budget")
     if eager_prefill is not None:
         profile = replace(profile, eager_prefill=bool(eager_prefill))
+    if eager_decode is not None:
+        profile = replace(profile, eager_decode=bool(eager_decode))
     return profile if poll_steps == 1 else replace(profile, poll_steps=poll_steps)
 
 
@@ -165,10 +173,11 @@ def front_end_s(prompt_tokens: Any) -> Any:
     return FRONT_END_S + TOKENIZE_S_PER_TOKEN * prompt_tokens
 
 
-def host_floor_s(profile: EngineProfile, launches: Any) -> Any:
-    """The host's dispatch time for a prompt-carrying iteration of `launches` kernel launches: 0
-    where the engine replays CUDA graphs for it."""
-    return EAGER_HOST_S_PER_LAUNCH * launches if profile.eager_prefill else 0.0
+def host_floor_s(profile: EngineProfile, launches: Any, decode_only: bool = False) -> Any:
+    """The host's dispatch time for an iteration of `launches` kernel launches (a prompt-carrying
+    one, or with `decode_only` a decode step): 0 where the engine replays CUDA graphs for it."""
+    eager = profile.eager_decode if decode_only else profile.eager_prefill
+    return EAGER_HOST_S_PER_LAUNCH * launches if eager else 0.0
 
 
 def host_adds_to_prefill(attention_kind: str) -> bool:

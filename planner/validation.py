@@ -362,6 +362,7 @@ def _inference(cfg: dict[str, Any], metric: str, row: dict[str, Any], catalog: C
         range_ratio=cfg.get("range_ratio") or 1.0,
         poll_interval=_poll_interval(cfg),
         eager_prefill=cfg.get("eager_prefill"),
+        eager_decode=cfg.get("eager_decode"),
     )
     hw = _hardware(cfg)
     if cfg.get("concurrency"):

@@ -253,6 +253,39 @@ def test_an_eager_mla_prefill_pays_its_host_dispatch_after_its_gpu_work(catalog:
     assert float(dense.prefill_s) == pytest.approx(max(float(dense_graphed.prefill_s), host_s))
 
 
+def test_an_eager_decode_step_lasts_at_least_its_host_dispatch(catalog: Catalog) -> None:
+    """Without CUDA graphs at all (TensorRT-LLM's PyTorch backend before July 2025) a decode step
+    is issued kernel by kernel: Llama-3.1-8B at batch 4 reads 16 GB of weights in ~5 ms, but its
+    32 layers of ~11 launches take 36 us each from the host, ~13 ms. DeepSeek-V3's host runs ahead
+    too (the MLA read-back is a prefill matter), so its step is the longer of the two."""
+    kw = dict(batch=4, input_len=512, output_len=64, engine="trtllm", catalog=catalog)
+    eager = estimate_inference("llama3.1-8b", "h100-sxm", 1, eager_decode=True, **kw)
+    graphed = estimate_inference("llama3.1-8b", "h100-sxm", 1, **kw)
+    launches = sum(t.op.kernels * t.op.count for t in eager.op_times[1][1])
+    assert 300 < launches < 420
+    assert float(eager.decode_step_s) == pytest.approx(launches * EAGER_HOST_S_PER_LAUNCH)
+    assert float(graphed.decode_step_s) < 0.5 * float(eager.decode_step_s)
+    assert float(eager.prefill_s) == pytest.approx(float(graphed.prefill_s))  # prefill was eager already
+    served = estimate_inference("llama3.1-8b", "h100-sxm", 1, concurrency=4, eager_decode=True, **kw | {"batch": None})
+    assert float(served.tpot_s) >= launches * EAGER_HOST_S_PER_LAUNCH * (1 - 1e-9)
+    ds = dict(batch=4, input_len=1000, output_len=64, engine="trtllm", weight_precision="fp8", catalog=catalog)
+    ds_eager = estimate_inference("deepseek-v3", "h200-sxm", 8, tp=8, eager_decode=True, **ds)
+    ds_graphed = estimate_inference("deepseek-v3", "h200-sxm", 8, tp=8, **ds)
+    ds_launches = sum(t.op.kernels * t.op.count for t in ds_eager.op_times[1][1])
+    host_s = ds_launches * EAGER_HOST_S_PER_LAUNCH
+    assert float(ds_eager.decode_step_s) == pytest.approx(max(float(ds_graphed.decode_step_s), host_s))
+
+
+@pytest.mark.parametrize("engine", ["vllm", "vllm-v0", "sglang", "trtllm"])
+def test_eager_decode_never_shortens_a_step_and_is_off_by_default(engine: str, catalog: Catalog) -> None:
+    assert not engine_profile(engine, 80e9).eager_decode
+    kw = dict(concurrency=np.array([1, 8, 64]), input_len=1024, output_len=128, engine=engine, catalog=catalog)
+    graphed = estimate_inference("qwen3-30b-a3b", "h100-sxm", 1, **kw)
+    eager = estimate_inference("qwen3-30b-a3b", "h100-sxm", 1, eager_decode=True, **kw)
+    assert np.all(eager.tpot_s >= graphed.tpot_s * (1 - 1e-12))
+    assert np.all(eager.ttft_s >= graphed.ttft_s * (1 - 1e-12))
+
+
 def test_matmul_precision_runs_mxfp4_moe_as_w4a16(catalog: Catalog) -> None:
     """vLLM's MXFP4 MoE takes bf16 activations: the weights stay 4-bit in memory, the math runs
     at the bf16 rate and no activation cast precedes the GEMMs."""
