@@ -120,13 +120,15 @@ def render_rows(rows: Sequence[Mapping[str, Any]], fmt: str, title: str | None =
     if fmt == "csv":
         return rows_to_csv(rows)
     from rich.table import Table
+    from rich.text import Text
 
     table = Table(title=title, show_lines=False)
     columns = list(rows[0]) if rows else []
     for c in columns:
         table.add_column(c, overflow="fold")
     for r in rows:
-        table.add_row(*(human_value(c, r.get(c)) for c in columns))
+        # Text, not a markup string: a value such as "inference ttft [gpt-oss sweep]" is not a style
+        table.add_row(*(Text(str(human_value(c, r.get(c)))) for c in columns))
     _console().print(table)
     return None
 

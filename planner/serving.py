@@ -402,7 +402,13 @@ def closed_loop(
             return Latency(ttft, pcts, (e2e - ttft) / steps, slots / e2e, np.minimum(n * t_burst / e2e, 1.0))
         ss = _prefill_first_steady(profile, tau, slots, in_len, steps)
         return _with_first_wave(ss, burst, a, (e2e - ttft) / steps, slots, out_len, qs)
-    own = np.ceil(in_len / budget - 1e-9) if profile.chunked else np.ones_like(in_len)
+    if staggered:
+        # lengths vary, so the cohorts of the burst break up: an iteration carries the prompts that
+        # came since the scheduler's last look, beside the running decodes (_steady_group)
+        _, t_group, iters, own, groups = _steady_group(profile, tau, budget, slots, in_len, steps)
+        n = groups * iters
+    else:
+        own = np.ceil(in_len / budget - 1e-9) if profile.chunked else np.ones_like(in_len)
     wait = np.maximum(own, n - out_len + 1.0)
     cycle = wait + out_len - 1.0
     share = np.minimum(n / cycle, 1.0)
@@ -430,18 +436,18 @@ def _with_first_wave(
     return Latency(ttft, _weighted_quantiles(values, weights, qs), tpot, rate, ss.utilization)
 
 
-def _prefill_first_steady(profile: EngineProfile, tau: Array, slots: Array, in_len: Array, steps: Array) -> Latency:
-    """Prefill-first once arrivals are spread out: every P = poll_steps decode steps the scheduler
-    takes the g ~ c P / (O + P / 2) prompts that came since its last look and prefills them (one
-    batch, in budget-sized iterations) while every decode waits. TTFT = the wait for that look,
-    P/2 steps, plus the iterations up to the middle prompt's; a request's decode steps stretch by
-    the share u of wall time the other requests' prefills take: TPOT = tau_decode / (1 - u), where
-    u = a / T for a the others' prefill seconds per request lifetime T = TTFT + (O - 1) TPOT (a
-    quadratic in T). A group's iteration time is interpolated in tokens between the lone prompt's
-    chunk and the full budget (prefill time is affine in tokens above a few hundred)."""
+def _steady_group(
+    profile: EngineProfile, tau: Array, budget: Array, slots: Array, in_len: Array, steps: Array
+) -> tuple[Array, Array, Array, Array, Array]:
+    """Once arrivals are spread out, every P = poll_steps decode steps the scheduler takes the
+    g ~ c P / (O + P / 2) prompts that came since its last look (c requests, each arriving once per
+    lifetime of about O + P / 2 steps). Returns g; the time of one of their iterations,
+    interpolated in prompt tokens between the lone prompt's chunk (OWN) and the full budget (FULL;
+    both carry the running decodes under mixed scheduling; prefill time is affine in tokens above
+    a few hundred); the iterations the group takes; those up to its middle prompt's first token;
+    and the groups per request lifetime, c / g."""
     poll = float(profile.poll_steps)
-    budget = np.full_like(slots, float(profile.token_budget))
-    t_own, t_full, t_decode = tau[..., OWN], tau[..., FULL], tau[..., DECODE]
+    t_own, t_full = tau[..., OWN], tau[..., FULL]
     k = _prompts_per_iteration(profile, budget, in_len)
     group = np.clip(slots * poll / (steps + 1.0 + 0.5 * poll), 1.0, slots)
     x_own = np.minimum(in_len, budget) if profile.chunked else in_len
@@ -451,6 +457,20 @@ def _prefill_first_steady(profile: EngineProfile, tau: Array, slots: Array, in_l
     t_g = t_own + (x - x_own) * slope
     iters = np.ceil(group / k - 1e-9)
     mine = np.maximum(np.ceil(0.5 * (group + 1.0) / k - 1e-9), 1.0)
+    return group, t_g, iters, mine, slots / group
+
+
+def _prefill_first_steady(profile: EngineProfile, tau: Array, slots: Array, in_len: Array, steps: Array) -> Latency:
+    """Prefill-first once arrivals are spread out: the scheduler prefills each group of prompts
+    that came since its last look (_steady_group) as one batch, in budget-sized iterations, while
+    every decode waits. TTFT = the wait for that look, P/2 steps, plus the iterations up to the
+    middle prompt's; a request's decode steps stretch by the share u of wall time the other
+    requests' prefills take: TPOT = tau_decode / (1 - u), where u = a / T for a the others' prefill
+    seconds per request lifetime T = TTFT + (O - 1) TPOT (a quadratic in T)."""
+    poll = float(profile.poll_steps)
+    budget = np.full_like(slots, float(profile.token_budget))
+    t_decode = tau[..., DECODE]
+    group, t_g, iters, mine, _ = _steady_group(profile, tau, budget, slots, in_len, steps)
     others_s = (slots - group) / group * iters * t_g  # prefill seconds a request's decodes sit out
     u = np.zeros_like(t_decode)
     for _ in range(2):  # the poll wait is in decode steps, stretched by u itself

@@ -24,6 +24,9 @@ from planner.framework_memory import framework_of, torchtitan_pipeline
 from workloads.schema import ModelSpec
 
 VALIDATION_FILE = Path(__file__).resolve().parent.parent / "validation" / "measurements.yaml"
+# Further tables read with it by default: rows of one provenance whose `group` keeps them out of the
+# main summary lines (they get their own, and an "all" line beside): validation/README.md.
+GROUPED_FILES = (VALIDATION_FILE.parent / "inferencemax-gptoss.yaml",)
 CATEGORIES = (
     "gemm",
     "moe-kernel",
@@ -48,6 +51,7 @@ class ValidationRow:
     error: float | None  # signed, (predicted - measured) / measured
     status: str  # ok, calibration, not evaluable: <why>
     source: str
+    group: str = ""  # a provenance group summarised apart (GROUPED_FILES); "" for the main table
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -480,11 +484,14 @@ def _error(row: dict[str, Any], predicted: float) -> float:
 
 
 def load_rows(path: Path | None = None) -> list[dict[str, Any]]:
-    p = path or VALIDATION_FILE
-    data = read_yaml(p)
-    rows = data.get("rows")
-    if not isinstance(rows, list):
-        raise InvalidSpecError(f"{p}: expected a top-level 'rows' list")
+    """The rows of `path`, or of the main table and every grouped one."""
+    rows: list[dict[str, Any]] = []
+    for p in (path,) if path is not None else (VALIDATION_FILE, *GROUPED_FILES):
+        data = read_yaml(p)
+        mine = data.get("rows")
+        if not isinstance(mine, list):
+            raise InvalidSpecError(f"{p}: expected a top-level 'rows' list")
+        rows += mine
     return rows
 
 
@@ -518,6 +525,7 @@ def run_validation(
                 error,
                 status,
                 str(row.get("source", "")),
+                str(row.get("group") or ""),
             )
         )
     return results, summarise(results)
@@ -543,19 +551,29 @@ def _group(c: str, rows: list[ValidationRow]) -> list[ValidationRow]:
 
 
 def summarise(rows: list[ValidationRow]) -> list[CategorySummary]:
+    """Median and p90 absolute error per category (and per serving metric) over the evaluation rows
+    of the main table; where a provenance group adds rows to a line, that group's own line and the
+    line of all rows together follow it ("inference ttft [gpt-oss sweep]", "inference ttft [all]")."""
     out = []
+    groups = sorted({r.group for r in rows if r.group})
     for c in (*CATEGORIES, *SERVING_METRICS):
-        mine = _group(c, rows)
-        errs = np.array([abs(r.error) for r in mine if r.status == "ok" and r.error is not None])
-        if not mine:
-            continue
-        out.append(
-            CategorySummary(
-                c,
-                len(mine),
-                len(errs),
-                float(np.median(errs)) if errs.size else float("nan"),
-                float(np.percentile(errs, 90)) if errs.size else float("nan"),
-            )
-        )
+        every = _group(c, rows)
+        main = [r for r in every if not r.group]
+        if main:
+            out.append(_summary(c, main))
+        for g in groups:
+            mine = [r for r in every if r.group == g]
+            if mine:
+                out += [_summary(f"{c} [{g}]", mine), _summary(f"{c} [all]", every)]
     return out
+
+
+def _summary(name: str, rows: list[ValidationRow]) -> CategorySummary:
+    errs = np.array([abs(r.error) for r in rows if r.status == "ok" and r.error is not None])
+    return CategorySummary(
+        name,
+        len(rows),
+        len(errs),
+        float(np.median(errs)) if errs.size else float("nan"),
+        float(np.percentile(errs, 90)) if errs.size else float("nan"),
+    )

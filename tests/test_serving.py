@@ -197,7 +197,25 @@ def test_the_poll_interval_adds_half_its_steps_to_mixed_ttft() -> None:
     assert float(closed_loop(polled, *args).ttft_s - closed_loop(base, *args).ttft_s) == pytest.approx(4 * t_avg)
 
 
+def test_staggered_mixed_scheduling_by_hand() -> None:
+    """Lengths that vary break a mixed engine's cohorts too: a steady-state iteration carries the
+    prompts that came since the last one, beside the running decodes. 8 clients, 11 decode steps
+    of 10 ms, 1000-token prompts, 2000 prompt tokens an iteration: g = 8 / (10 + 1 + 0.5) < 1, so one
+    prompt (its own chunk, 60 ms with the decodes); 8 such iterations in a cycle of 1 + 10."""
+    vllm = EngineProfile("t", 2007, mixed=True, chunked=True, reserves_output=False, source="test")
+    tau = np.array([0.3, 0.3, 0.1, 0.06, 0.01, 0.05])  # burst, group, full (2000 tokens), own (1000), decode
+    lat = closed_loop(vllm, tau, np.array(8.0), np.array(1000.0), np.array(11.0), np.array(0.0), staggered=True)
+    t_avg = 8 / 11 * 0.06 + 3 / 11 * 0.01
+    assert float(lat.ttft_s) == pytest.approx(0.5 * t_avg + 0.06)
+    assert float(lat.tpot_s) == pytest.approx(t_avg)
+    # equal lengths keep the cohorts: each steady iteration carries a burst iteration's prompts
+    same = closed_loop(vllm, tau, np.array(8.0), np.array(1000.0), np.array(11.0), np.array(0.0))
+    assert float(same.ttft_s) == pytest.approx(0.5 * (4 / 11 * 0.3 + 7 / 11 * 0.01) + 0.3)
+
+
 def test_range_ratio_means_shorter_requests_and_is_checked(catalog: Catalog) -> None:
+    """Lengths in [r L, L] average (1 + r) L / 2; they also break up the cohorts of the first wave,
+    so the steady state's prompt iterations are smaller than with every request at the mean."""
     kw = dict(tp=8, input_len=1000, output_len=500, engine="trtllm", catalog=catalog)
     spread = estimate_inference("llama3.1-70b", "h100-sxm", 8, concurrency=16, range_ratio=0.8, **kw)
     same = estimate_inference(
@@ -209,7 +227,8 @@ def test_range_ratio_means_shorter_requests_and_is_checked(catalog: Catalog) -> 
         output_len=450,
         **{k: v for k, v in kw.items() if k not in ("input_len", "output_len")},
     )
-    assert spread.input_len == 1000 and float(spread.ttft_s) == pytest.approx(float(same.ttft_s))
+    assert spread.input_len == 1000 and float(spread.prefill_s) == pytest.approx(float(same.prefill_s))
+    assert float(spread.ttft_s) < float(same.ttft_s)
     for bad in (0.0, 1.5):
         with pytest.raises(InvalidSpecError, match="range-ratio"):
             estimate_inference("llama3.1-70b", "h100-sxm", 8, concurrency=16, range_ratio=bad, **kw)

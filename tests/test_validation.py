@@ -31,7 +31,11 @@ def test_runner_predicts_most_rows_and_reports_the_rest(catalog: Catalog) -> Non
         assert r.status in ("ok", "calibration") or r.status.startswith("not evaluable: "), r
         if r.predicted is not None:
             assert (r.predicted in (0.0, 1.0) if r.metric == "fits" else r.predicted > 0) and r.error is not None
-    assert {s.category for s in summary} == set(CATEGORIES) | set(SERVING_METRICS)
+    main = {s.category for s in summary if "[" not in s.category}
+    assert main == set(CATEGORIES) | set(SERVING_METRICS)
+    assert {s.category for s in summary} - main == {
+        f"{c} [{g}]" for c in ("inference", "inference ttft", "inference tpot") for g in ("gpt-oss sweep", "all")
+    }
     families = {
         catalog.device(r.hardware).family
         if r.hardware in catalog.devices
@@ -126,6 +130,27 @@ def test_server_flags_map_to_the_admission_interval() -> None:
     assert _poll_interval({"scheduler_recv_interval": 1, "num_continuous_decode_steps": 4}) == 1  # inert flag
     assert _poll_interval({"batch_wait_timeout_iters": 40, "batch_wait_max_tokens_ratio": 0.8}) == 41
     assert _poll_interval({"adp_balance_timeout_iters": 60}) == 61
+
+
+def test_a_provenance_group_is_summarised_apart_and_together(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Rows with a `group` stay out of their category's main line; the group's own line and the line
+    of all rows follow it."""
+    table = tmp_path / "rows.yaml"
+    row = (
+        "- id: {id}\n  category: gemm\n  config: {{hardware: h100-sxm, devices: 1, m: 8192, n: 8192, k: 8192, "
+        "precision: bf16}}\n  metric: achieved_flops_per_s\n  measured: {v}\n  source: a hand-made row for the test\n"
+    )
+    table.write_text(
+        "rows:\n" + row.format(id="main", v=7.0e14) + row.format(id="grouped", v=3.5e14) + "  group: test sweep\n"
+    )
+    rows, summary = run_validation(table)
+    assert [r.group for r in rows] == ["", "test sweep"]
+    by = {s.category: s for s in summary}
+    assert set(by) == {"gemm", "gemm [test sweep]", "gemm [all]"}
+    main, grouped = (abs(r.error) for r in rows)  # type: ignore[arg-type]
+    assert by["gemm"].median_abs_error == pytest.approx(main)
+    assert by["gemm [test sweep]"].median_abs_error == pytest.approx(grouped)
+    assert by["gemm [all]"].rows == 2 and by["gemm [all]"].median_abs_error == pytest.approx((main + grouped) / 2)
 
 
 def test_a_malformed_moe_shape_is_reported_not_raised(tmp_path) -> None:  # type: ignore[no-untyped-def]
