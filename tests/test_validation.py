@@ -79,12 +79,14 @@ MISSING_GATE: dict[str, str] = {
     "modelled launches); the spread by kernel (1-3x) is why no grouped-GEMM efficiency is set from these "
     "evaluation rows",
     "inference": "353 measured serving rows came with the scheduler model; 70 are DeepSeek-R1 on "
-    "early-2025 engines (vLLM 0.7, SGLang 0.4.2-0.4.3, TRT-LLM 0.17) predicted 2-5x fast (README 'Validation')",
-    "inference ttft": "InferenceMAX's medians are unbiased (20.8%, signed -0.3%, 69 rows) but its means are 23% short "
-    "and its p99s 42%: at 4-8 clients p99s of 1-4 s are cold starts in a run's first requests, at 32-128 clients "
-    "large prefill batches run ~1.5-2x slower than modelled (fused-MoE kernels fall behind from ~1k tokens); NIM's "
-    "Llama rows at 50-250 clients are 2-11x long (its admission is not modelled); early-2025 engines (dstack) 60% "
-    "short; GPUStack's single bursts drain 1.2-2x slower",
+    "early-2025 engines (vLLM 0.7, SGLang 0.4.2-0.4.3, TRT-LLM 0.17) predicted 2-5x fast (README 'Validation'); "
+    "the gpt-oss-120b sweep (its own line) is 47% off: the model prefills gpt-oss ~2x too fast on every platform",
+    "inference ttft": "InferenceMAX's medians are within 8-22% but its means are 20-28% off and its p99s 28-55%: at "
+    "4-8 clients p99s of 1-4 s are cold starts in a run's first requests, at 32-128 clients large prefill batches "
+    "run ~1.5-2x slower than modelled (fused-MoE kernels fall behind from ~1k tokens); NIM's Llama rows at 50-250 "
+    "clients are 2-11x long (its admission is not modelled); early-2025 engines (dstack) 58-76% short; GPUStack's "
+    "single bursts drain 1.2-2x slower. The gpt-oss-120b sweep's own line (54%) is 2x short everywhere but "
+    "TensorRT-LLM on B200: the model prefills gpt-oss ~2x too fast, kernel unknown",
     "inference prefill": "static prefill passes (SGLang bench_one_batch, DeepSeek-V3/R1): 16 x 512 tokens on H200 "
     "+17%, one 1000-token prompt -22%/-27% (April 2025), a 128-token one -49% (early 2025); MI300X's day-one "
     "ROCm path (Jan 2025) and its pre-AITER MoE -56%/-60%, with AITER -17%, a 2024 ROCm build of Llama-3-8B "
@@ -92,9 +94,10 @@ MISSING_GATE: dict[str, str] = {
     "inference decode": "static decode steps (SGLang bench_one_batch): DeepSeek-V3.1 on 8 x H200 (Dec 2025) within 2%, "
     "but early-2025 DeepSeek builds take 17-21 ms a step at batch 1 on H200 where the model gives 8 ms, 2.5-2.9x "
     "on MI300X (Jan-Feb 2025), and a 2024 ROCm build of Llama-3-8B 40% more: the model has no per-release factor",
-    "inference tpot": "DeepSeek-R1 rows on early-2025 engines 50-70% fast; GPUStack's single bursts decode "
-    "at a pace the model puts ~2x faster while it drains their queue 1.2-2x too fast; NIM's unstated KV "
-    "precision (bf16 assumed) halves the slots",
+    "inference tpot": "DeepSeek-R1 rows on early-2025 engines 50-70% fast (TensorRT-LLM 0.17's eager decode "
+    "brings its six to 26%); GPUStack's single bursts decode at a pace the model puts ~2x faster while it drains "
+    "their queue 1.2-2x too fast; NIM's unstated KV precision (bf16 assumed) halves the slots. The gpt-oss sweep's "
+    "line (22.5%): B200 vLLM 7% and MI355X 3%, Hopper and CDNA3 23-35% fast",
 }
 
 
