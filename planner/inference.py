@@ -478,6 +478,7 @@ def _aggregated(
     return _result(
         prefill_times,
         decode_times,
+        _host_bound(profile, decode_times, decode_s, s.pp),
         model=spec.id,
         hardware=cluster.device.id,
         devices=n,
@@ -905,15 +906,24 @@ def _memory(
     )
 
 
-def _result(prefill_times: Sequence[OpTime], decode_times: Sequence[OpTime], **fields: Any) -> InferenceResult:
-    """The result: arrays of one scenario become plain numbers; the per-op times ride along."""
+def _result(
+    prefill_times: Sequence[OpTime], decode_times: Sequence[OpTime], bound: str | None = None, **fields: Any
+) -> InferenceResult:
+    """The result: arrays of one scenario become plain numbers; the per-op times ride along.
+    `bound`: what limits the decode step where the ops' own bound does not say (its host dispatch)."""
     values = {k: scalar_or_array(v) if isinstance(v, (np.ndarray, np.generic)) else v for k, v in fields.items()}
     values["fit_reason"] = reason_per_scenario(values["fits"], values["fit_reason"])
-    return InferenceResult(
-        **values,
-        bound=decode_times.bound if isinstance(decode_times, Column) else dominant_bound(decode_times),
-        op_times=(("prefill", prefill_times), ("decode", decode_times)),
-    )
+    if bound is None:
+        bound = decode_times.bound if isinstance(decode_times, Column) else dominant_bound(decode_times)
+    return InferenceResult(**values, bound=bound, op_times=(("prefill", prefill_times), ("decode", decode_times)))
+
+
+def _host_bound(profile: EngineProfile, decode_times: Sequence[OpTime], decode_s: Any, pp: int) -> str | None:
+    """'overhead' where an eager decode step lasts its host dispatch (planner.serving.host_floor_s)."""
+    if not profile.eager_decode:
+        return None
+    launches = sum((t.op.kernels * t.op.count for t in decode_times), np.zeros(())) / pp
+    return "overhead" if np.all(host_floor_s(profile, launches, True) >= np.asarray(decode_s) * (1 - 1e-9)) else None
 
 
 def _prefill_pool_queue(

@@ -285,6 +285,7 @@ def test_an_eager_decode_step_lasts_at_least_its_host_dispatch(catalog: Catalog)
     assert float(eager.decode_step_s) == pytest.approx(launches * EAGER_HOST_S_PER_LAUNCH)
     assert float(graphed.decode_step_s) < 0.5 * float(eager.decode_step_s)
     assert float(eager.prefill_s) == pytest.approx(float(graphed.prefill_s))  # prefill was eager already
+    assert (eager.bound, graphed.bound) == ("overhead", "memory")  # the host, not the weight reads, sets the step
     served = estimate_inference("llama3.1-8b", "h100-sxm", 1, concurrency=4, eager_decode=True, **kw | {"batch": None})
     assert float(served.tpot_s) >= launches * EAGER_HOST_S_PER_LAUNCH * (1 - 1e-9)
     ds = dict(batch=4, input_len=1000, output_len=64, engine="trtllm", weight_precision="fp8", catalog=catalog)
