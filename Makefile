@@ -48,7 +48,7 @@ bench-fast: $(DEV_STAMP)
 	$(BIN)/pytest benchmarks -q --benchmark-min-rounds=3 --benchmark-max-time=0.2 --benchmark-warmup=off \
 		--benchmark-columns=min,median,rounds
 
-# Prediction vs published measurement for every row of validation/measurements.yaml.
+# Prediction vs published measurement for every row of validation/ (measurements.yaml and the grouped tables).
 validate: $(STAMP)
 	$(BIN)/planner validate
 
