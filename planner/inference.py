@@ -537,6 +537,8 @@ def _eager(tau: Array, times: list[OpTime], profile: EngineProfile, rep: Replica
     attention reads device values back in every layer, else under it (host_adds_to_prefill); a
     decode step's attention metadata is built before the pass, so its host runs ahead of the GPU
     and the step lasts the longer of the two."""
+    if not (profile.eager_decode if decode_only else profile.eager_prefill):
+        return tau  # CUDA graphs: no host floor
     launches = sum((t.op.kernels * t.op.count for t in times), np.zeros(())) / rep.s.pp
     host_s = host_floor_s(profile, launches, decode_only)
     if not decode_only and host_adds_to_prefill(rep.spec.attention.kind):
@@ -598,7 +600,8 @@ def _serving(
     work = in_len if new_len is None else new_len
     decodes, tokens = iteration_shapes(profile, active, work)
     tau, times = rep.iterations(decodes, tokens, in_len[..., None], context_mid[..., None])
-    tau = np.where(tokens > 0, _eager(tau, times, profile, rep), _eager(tau, times, profile, rep, decode_only=True))
+    if profile.eager_prefill or profile.eager_decode:
+        tau = np.where(tokens > 0, _eager(tau, times, profile, rep), _eager(tau, times, profile, rep, decode_only=True))
     # with speculation each decode iteration advances a request by E tokens
     per_step = rep.tokens_per_step
     clients = load.per_replica * load.dp
