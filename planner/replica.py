@@ -68,13 +68,14 @@ class Column(Sequence[OpTime]):
 
     @property
     def bound(self) -> str:
-        i = self._index
-        rows = (
-            [_column_mean(x, i) for x in (t.compute_s, t.memory_s, t.serial_s, t.comm_s, t.overhead_s, t.total_s)]
-            for t in self._times
-        )
-        # as OpTime.bound: traffic that does not overlap the math counts as traffic
-        return _heaviest((bound_of(c, m + s, k, o), total) for c, m, s, k, o, total in rows)
+        i, col = self._index, _column_mean
+        share: dict[str, float] = {}
+        for t in self._times:
+            # as OpTime.bound: traffic that does not overlap the math counts as traffic
+            m = col(t.memory_s, i) + col(t.serial_s, i)
+            b = bound_of(col(t.compute_s, i), m, col(t.comm_s, i), col(t.overhead_s, i))
+            share[b] = share.get(b, 0.0) + col(t.total_s, i)
+        return max(share, key=lambda b: share[b]) if share else "compute"
 
 
 def _pp_p2p_s(cluster: Cluster, spec: ModelSpec, p: Precisions, s: Sharding, tokens: Array) -> Array:
