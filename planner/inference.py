@@ -478,7 +478,7 @@ def _aggregated(
     return _result(
         prefill_times,
         decode_times,
-        _host_bound(profile, decode_times, decode_s, s.pp),
+        _host_bound(profile, decode_times, decode_s * rep.tokens_per_step, s.pp),  # per step, not per token
         model=spec.id,
         hardware=cluster.device.id,
         devices=n,
@@ -921,12 +921,12 @@ def _result(
     return InferenceResult(**values, bound=bound, op_times=(("prefill", prefill_times), ("decode", decode_times)))
 
 
-def _host_bound(profile: EngineProfile, decode_times: Sequence[OpTime], decode_s: Any, pp: int) -> str | None:
-    """'overhead' where an eager decode step lasts its host dispatch (planner.serving.host_floor_s)."""
+def _host_bound(profile: EngineProfile, decode_times: Sequence[OpTime], step_s: Any, pp: int) -> str | None:
+    """'overhead' where an eager decode step (`step_s`) lasts its host dispatch (planner.serving.host_floor_s)."""
     if not profile.eager_decode:
         return None
     launches = sum((t.op.kernels * t.op.count for t in decode_times), np.zeros(())) / pp
-    return "overhead" if np.all(host_floor_s(profile, launches, True) >= np.asarray(decode_s) * (1 - 1e-9)) else None
+    return "overhead" if np.all(host_floor_s(profile, launches, True) >= np.asarray(step_s) * (1 - 1e-9)) else None
 
 
 def _prefill_pool_queue(
